@@ -1,0 +1,1 @@
+"""Data: synthetic FaceParts benchmark, image folders, CASIA ``.dat`` files, preprocessing."""

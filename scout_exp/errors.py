@@ -1,0 +1,27 @@
+"""User-facing errors: one line that says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(Exception):
+    """A problem with the user's input (paths, config, files); printed as one line, exit code 2."""
+
+
+def exit_on_user_error(fn: F) -> F:
+    """Run ``fn``; turn a :class:`UserError` into ``error: ...`` on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,5 @@
+"""Face recognition backbones, registered by name."""
+
+from scout_exp.models.registry import create_model, list_models, register_model, split_classifier
+
+__all__ = ["create_model", "list_models", "register_model", "split_classifier"]
