@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def save_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(_finite(obj), indent=2, allow_nan=False, default=_json_default) + "\n")
     return Path(path)
 
 
@@ -62,6 +63,17 @@ def save_image(image_rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
     return Path(path)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: strict JSON, readable by any tool (undefined ratios stay visible)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,0 +1,167 @@
+"""Adapters that run pytorch-grad-cam (``pgc:<Class>``) and Captum (``captum:<Method>``) methods.
+
+They expose the engine's ``__call__(x, targets) -> (B, T, ., .)`` interface but run the third-party
+code as is: one full forward and backward per target (slow, for comparison and for methods the
+engine does not implement, such as ScoreCAM or EigenCAM).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from scout_exp.attribution.base import BaseAttribution, TargetFn, resolve_layer
+from scout_exp.errors import UserError
+
+
+def pgc_class_names() -> list[str]:
+    """Names of the CAM classes pytorch-grad-cam exports (subclasses of its ``BaseCAM``)."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.base_cam import BaseCAM
+
+    return sorted(
+        n
+        for n, obj in vars(pytorch_grad_cam).items()
+        if inspect.isclass(obj) and issubclass(obj, BaseCAM) and obj is not BaseCAM
+    )
+
+
+class _OutputRecorder(nn.Module):
+    """Wraps the model and keeps its last full-batch output, so per-sample targets can see the batch."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.output: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the model and remember its output."""
+        self.output = self.model(x)
+        return self.output
+
+
+class _SampleTarget:
+    """A pytorch-grad-cam target: value ``targets(full_output)[i, t]`` for sample ``i``.
+
+    pytorch-grad-cam calls each sample's target on that sample's output row; evaluating the user's
+    batch-level ``targets`` on the recorded full output (cached per forward) keeps targets that
+    depend on the whole batch (argmax, a label vector) correct.
+    """
+
+    def __init__(self, recorder: _OutputRecorder, targets: TargetFn, i: int, t: int, cache: dict) -> None:
+        self.recorder, self.targets, self.i, self.t, self.cache = recorder, targets, i, t, cache
+
+    def __call__(self, _sample_output: Tensor) -> Tensor:
+        out = self.recorder.output
+        if self.cache.get("output") is not out:
+            q = self.targets(out)
+            self.cache.update(output=out, q=q[:, None] if q.dim() == 1 else q)
+        return self.cache["q"][self.i, self.t]
+
+
+class PgcAttribution(BaseAttribution):
+    """Any pytorch-grad-cam CAM class; maps are min-max normalised at the INPUT size (its output)."""
+
+    uses_engine = False
+
+    def __init__(
+        self, model: nn.Module, target_layer: str | nn.Module | None, cam_class: str, **cam_kwargs: Any
+    ) -> None:
+        super().__init__(model, target_layer)
+        names = pgc_class_names()
+        if cam_class not in names:
+            raise UserError(
+                f"unknown pytorch-grad-cam class {cam_class!r}; choose one of: {', '.join(names)}"
+            )
+        self.name = f"pgc:{cam_class}"
+        self.cam_class = getattr(importlib.import_module("pytorch_grad_cam"), cam_class)
+        self.cam_kwargs = cam_kwargs
+
+    def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:
+        """(B, T, H, W) pytorch-grad-cam maps, one CAM call per target; parameter grads left as found."""
+        recorder = _OutputRecorder(self.model)
+        modes = [(m, m.training) for m in self.model.modules()]
+        saved = [(p, p.grad) for p in self.model.parameters()]
+        cam = self.cam_class(recorder, [self.layer], **self.cam_kwargs)
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                n_targets = _n_targets(targets(self.model(x)))
+            maps = []
+            for t in range(n_targets):
+                cache: dict = {}
+                pgc_targets = [_SampleTarget(recorder, targets, i, t, cache) for i in range(x.shape[0])]
+                maps.append(torch.from_numpy(cam(input_tensor=x, targets=pgc_targets)))
+        finally:
+            cam.activations_and_grads.release()
+            for p, grad in saved:
+                p.grad = grad
+            for m, mode in modes:
+                m.training = mode
+        return torch.stack(maps, dim=1).to(x.device)
+
+
+class CaptumAttribution(BaseAttribution):
+    """A Captum layer method (``LayerGradCam``, ``LayerGradientXActivation``, ...), summed over channels."""
+
+    uses_engine = False
+
+    def __init__(
+        self, model: nn.Module, target_layer: str | nn.Module | None, method: str, **attribute_kwargs: Any
+    ) -> None:
+        super().__init__(model, target_layer)
+        try:
+            captum_attr = importlib.import_module("captum.attr")
+        except ImportError as err:
+            raise UserError(
+                f"captum:{method} needs Captum; install it with `pip install captum`"
+            ) from err
+        cls = getattr(captum_attr, method, None)
+        if not (method.startswith("Layer") and inspect.isclass(cls)):
+            valid = sorted(n for n in dir(captum_attr) if n.startswith("Layer") and inspect.isclass(getattr(captum_attr, n)))
+            raise UserError(f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}")
+        self.name = f"captum:{method}"
+        self.method_class = cls
+        self.attribute_kwargs = attribute_kwargs
+
+    def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:
+        """(B, T, h, w) signed Captum attributions at the layer, one ``attribute`` call per target."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                n_targets = _n_targets(targets(self.model(x)))
+            method = self.method_class(lambda inp: _as_2d(targets(self.model(inp))), self.layer)
+            maps = []
+            for t in range(n_targets):
+                attr = method.attribute(x, target=t, **self.attribute_kwargs)
+                if isinstance(attr, (tuple, list)):
+                    attr = attr[0]
+                maps.append(attr.detach().sum(dim=1))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return torch.stack(maps, dim=1)
+
+
+def _as_2d(q: Tensor) -> Tensor:
+    return q[:, None] if q.dim() == 1 else q
+
+
+def _n_targets(q: Tensor) -> int:
+    return 1 if q.dim() == 1 else q.shape[1]
+
+
+def create_adapter(
+    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **kwargs: Any
+) -> BaseAttribution:
+    """Build the adapter for ``pgc:<Class>`` or ``captum:<LayerMethod>``."""
+    prefix, _, cls_name = name.partition(":")
+    resolve_layer(model, target_layer)
+    if prefix == "pgc":
+        return PgcAttribution(model, target_layer, cls_name, **kwargs)
+    return CaptumAttribution(model, target_layer, cls_name, **kwargs)

@@ -1,0 +1,242 @@
+"""The attribution engine: one forward and one batched backward to a single layer (METHOD section 1).
+
+Modelled on pytorch-grad-cam's ``BaseCAM`` (a method overrides one small function,
+:meth:`BaseAttribution.combine`), but written here because pytorch-grad-cam back-propagates
+through the whole network, into every parameter, once per target; this engine builds no autograd
+graph before the target layer and gets the gradients of all targets in one batched call.
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scout_exp.errors import UserError
+
+TargetFn = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class LayerGradients:
+    """Activations, per-sample gradients of every target, outputs and target values at one layer."""
+
+    activations: Tensor  # (B, K, h, w), detached
+    gradients: Tensor  # (B, T, K, h, w): d target_t / d activations, per sample
+    outputs: Tensor  # model output (B, ...), detached
+    targets: Tensor  # (B, T) target values, detached
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+    """Return ``(name, module)`` for ``layer``: a dotted name, a submodule, or None for the last Conv2d."""
+    modules = dict(model.named_modules())
+    if layer is None:
+        convs = [(n, m) for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise UserError(
+                f"{type(model).__name__} has no nn.Conv2d; name a target layer explicitly"
+            )
+        return convs[-1]
+    if isinstance(layer, nn.Module):
+        for name, module in modules.items():
+            if module is layer:
+                return name, module
+        raise UserError(
+            f"the given target layer ({type(layer).__name__}) is not a submodule of "
+            f"{type(model).__name__}; pass one of its submodules or a layer name"
+        )
+    if layer in modules and layer != "":
+        return layer, modules[layer]
+    candidates = [
+        n for n, m in modules.items() if n and isinstance(m, (nn.Conv2d, nn.Sequential))
+    ] or [n for n in modules if n]
+    close = difflib.get_close_matches(str(layer), candidates, n=5, cutoff=0.3) or candidates[-5:]
+    raise UserError(
+        f"unknown target layer {layer!r} in {type(model).__name__}; "
+        f"valid names include: {', '.join(close)}"
+    )
+
+
+@contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode with no parameter requiring grad; restore both afterwards, even on error."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.eval()
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def layer_gradients(
+    model: nn.Module, layer: str | nn.Module | None, x: Tensor, targets: TargetFn
+) -> LayerGradients:
+    """One forward and one batched backward: the gradients of every target w.r.t. ``layer``'s output.
+
+    ``targets`` maps the model output to ``(B, T)`` (or ``(B,)``) scalars. Samples are independent
+    in eval mode, so d(sum_b q_bt)/d f_b is the per-sample gradient of q_bt.
+    """
+    _, module = resolve_layer(model, layer)
+    captured: list[Tensor] = []
+
+    def hook(_mod: nn.Module, _inputs: Any, output: Any) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise UserError(
+                f"target layer {type(_mod).__name__} returns {type(output).__name__}, not a "
+                "tensor; choose a layer with a single tensor output"
+            )
+        leaf = output.detach().requires_grad_(True)
+        captured.append(leaf)
+        # A clone goes downstream, so in-place ops after the layer cannot touch the leaf.
+        return leaf.clone()
+
+    x = x.detach().clone() if x.is_inference() else x.detach()
+    handle = module.register_forward_hook(hook)
+    try:
+        with frozen_eval(model), torch.inference_mode(False), torch.enable_grad():
+            outputs = model(x)
+            if len(captured) != 1:
+                raise UserError(
+                    f"target layer {type(module).__name__} ran {len(captured)} times in one "
+                    "forward pass; choose a layer that runs exactly once"
+                )
+            q = targets(outputs)
+            q = _as_2d(q, x.shape[0])
+            grads = _batched_grad(q, captured[0])
+    finally:
+        handle.remove()
+    return LayerGradients(
+        activations=captured[0].detach(),
+        gradients=grads,
+        outputs=_detach_all(outputs),
+        targets=q.detach(),
+    )
+
+
+def _as_2d(q: Tensor, batch: int) -> Tensor:
+    """Check the target values have shape (B, T); a (B,) vector becomes (B, 1)."""
+    if not isinstance(q, Tensor):
+        raise TypeError(f"targets must return a tensor, got {type(q).__name__}")
+    if q.dim() == 1:
+        q = q[:, None]
+    if q.dim() != 2 or q.shape[0] != batch:
+        raise ValueError(f"targets must return shape (B, T) with B={batch}, got {tuple(q.shape)}")
+    if not q.requires_grad:
+        raise ValueError("the targets do not depend on the target layer's output")
+    return q
+
+
+def _batched_grad(q: Tensor, leaf: Tensor) -> Tensor:
+    """All T gradients in one ``autograd.grad(is_grads_batched=True)``; a loop over T if vmap fails."""
+    n_targets = q.shape[1]
+    eye = torch.eye(n_targets, dtype=q.dtype, device=q.device)
+    grad_outputs = eye[:, None, :].expand(n_targets, q.shape[0], n_targets).contiguous()
+    try:
+        (g,) = torch.autograd.grad(
+            q, leaf, grad_outputs, retain_graph=True, is_grads_batched=True, allow_unused=True
+        )
+    except RuntimeError:
+        per_target = [
+            torch.autograd.grad(q[:, t].sum(), leaf, retain_graph=True, allow_unused=True)[0]
+            for t in range(n_targets)
+        ]
+        g = torch.stack([torch.zeros_like(leaf) if gt is None else gt for gt in per_target])
+    if g is None:
+        g = torch.zeros((n_targets, *leaf.shape), dtype=leaf.dtype, device=leaf.device)
+    return g.transpose(0, 1)
+
+
+def _detach_all(outputs: Any) -> Any:
+    """Detach a tensor or a (nested) tuple/list/dict of tensors."""
+    if isinstance(outputs, Tensor):
+        return outputs.detach()
+    if isinstance(outputs, (tuple, list)):
+        return type(outputs)(_detach_all(o) for o in outputs)
+    if isinstance(outputs, dict):
+        return {k: _detach_all(v) for k, v in outputs.items()}
+    return outputs
+
+
+class BaseAttribution:
+    """A layer attribution method: :meth:`combine` turns activations and gradients into maps."""
+
+    name: str = "base"
+    uses_engine: bool = True  # combine() can be applied to a LayerGradients from this engine
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None) -> None:
+        self.model = model
+        self.layer_name, self.layer = resolve_layer(model, target_layer)
+
+    def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        """(B, K, h, w) activations and (B, T, K, h, w) gradients -> (B, T, h, w) raw maps."""
+        raise NotImplementedError(f"{type(self).__name__} must implement combine()")
+
+    def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:
+        """Raw (B, T, h, w) maps of every target in ``targets(model(x))`` at the target layer."""
+        lg = layer_gradients(self.model, self.layer, x, targets)
+        return self.combine(lg.activations, lg.gradients)
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize (half-pixel centres, like cv2.resize) of the last two dims to ``size``."""
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def normalise(maps: Tensor) -> Tensor:
+    """Min-max each map (last two dims) to [0, 1] as pytorch-grad-cam does; a constant map becomes 0."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    shifted = maps - lo
+    hi = shifted.amax(dim=(-2, -1), keepdim=True)
+    return shifted / torch.where(hi > 0, hi, torch.ones_like(hi))
+
+
+A = TypeVar("A", bound=type[BaseAttribution])
+_ATTRIBUTIONS: dict[str, type[BaseAttribution]] = {}
+
+
+def register_attribution(name: str) -> Callable[[A], A]:
+    """Class decorator: register an attribution method under ``name``."""
+
+    def deco(cls: A) -> A:
+        if name in _ATTRIBUTIONS:
+            raise ValueError(f"attribution {name!r} is registered twice")
+        cls.name = name
+        _ATTRIBUTIONS[name] = cls
+        return cls
+
+    return deco
+
+
+def list_attributions() -> list[str]:
+    """Registered method names (adapters add ``pgc:<CAMClass>`` and ``captum:<LayerMethod>``)."""
+    return sorted(_ATTRIBUTIONS)
+
+
+def create_attribution(
+    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **kwargs: Any
+) -> BaseAttribution:
+    """Build attribution ``name`` (registered, ``pgc:<Class>`` or ``captum:<Method>``) for ``model``."""
+    if name.startswith(("pgc:", "captum:")):
+        from scout_exp.attribution.adapters import create_adapter
+
+        return create_adapter(name, model, target_layer, **kwargs)
+    if name not in _ATTRIBUTIONS:
+        raise UserError(
+            f"unknown attribution {name!r}; choose one of: {', '.join(list_attributions())}, "
+            "or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>"
+        )
+    return _ATTRIBUTIONS[name](model, target_layer, **kwargs)

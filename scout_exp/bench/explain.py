@@ -1,0 +1,147 @@
+"""Benchmark: this engine against pytorch-grad-cam on the same three Grad-CAM maps, and a plain forward.
+
+For each model (torchvision ResNet-50 with random weights, and ``vggface2_resnet50`` when it is
+registered), on one batch: (a) the engine's three Grad-CAM maps (y*, y^c, softmax score) from one
+forward and one batched backward; (b) pytorch-grad-cam's ``GradCAM`` called three times with the
+same targets; (c) a ``torch.no_grad()`` forward. Reports median times, the speed ratios and the
+largest absolute difference between the two libraries' min-max normalised maps at input size.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from scout_exp.attribution import create_attribution, normalise, upsample
+from scout_exp.explain.confidence import softmax_score
+
+
+def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall and process-CPU time of each function over ``repeats`` interleaved rounds.
+
+    One warm-up round first. Interleaving (a, b, c, a, b, c, ...) spreads load changes on a
+    shared machine over all functions; CPU time is less sensitive to other processes than wall time.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if round_ > 0:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return {
+        name: {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name])}
+        for name in fns
+    }
+
+
+class _SoftmaxScoreTarget:
+    """pytorch-grad-cam target: the softmax score (Eq. 11) of one sample's logits."""
+
+    def __call__(self, sample_logits: Tensor) -> Tensor:
+        return torch.softmax(sample_logits, dim=-1).max()
+
+
+def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
+    """Time engine, pytorch-grad-cam and a plain forward on ``x``; compare their normalised maps."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model.eval()
+    with torch.no_grad():
+        top2 = model(x).topk(2, dim=1).indices
+    y_star, y_counter = top2[:, 0], top2[:, 1]
+
+    def targets(logits: Tensor) -> Tensor:
+        return torch.stack(
+            [logits.gather(1, y_star[:, None])[:, 0], logits.gather(1, y_counter[:, None])[:, 0], softmax_score(logits)],
+            dim=1,
+        )
+
+    engine = create_attribution("gradcam", model)
+    pgc_cam = GradCAM(model, [engine.layer])
+    pgc_targets = [
+        [ClassifierOutputTarget(int(c)) for c in y_star],
+        [ClassifierOutputTarget(int(c)) for c in y_counter],
+        [_SoftmaxScoreTarget() for _ in range(x.shape[0])],
+    ]
+    results: dict[str, Any] = {}
+
+    def run_engine() -> None:
+        results["engine"] = engine(x, targets)
+
+    def run_pgc() -> None:
+        results["pgc"] = [pgc_cam(input_tensor=x, targets=t) for t in pgc_targets]
+
+    def run_forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    times = _median_times({"forward": run_forward, "engine": run_engine, "pgc": run_pgc}, repeats)
+    pgc_cam.activations_and_grads.release()
+    model.zero_grad(set_to_none=True)
+
+    ours = normalise(upsample(results["engine"], tuple(x.shape[-2:]))).cpu()
+    theirs = torch.stack([torch.from_numpy(m) for m in results["pgc"]], dim=1)
+    out: dict[str, Any] = {"layer": engine.layer_name}
+    for clock in ("wall", "cpu"):
+        t_forward, t_engine, t_pgc = (times[k][clock] for k in ("forward", "engine", "pgc"))
+        out.update(
+            {
+                f"engine_{clock}_s": t_engine,
+                f"pgc_{clock}_s": t_pgc,
+                f"forward_{clock}_s": t_forward,
+                f"pgc_over_engine_{clock}": t_pgc / t_engine,
+                f"engine_over_forward_{clock}": t_engine / t_forward,
+            }
+        )
+    out["max_abs_diff_normalised"] = float((ours - theirs).abs().max())
+    return out
+
+
+def main(batch: int = 8, size: int = 224, repeats: int = 3, device: str = "cpu", seed: int = 0) -> dict:
+    """Run the benchmark on ResNet-50 and (if registered) vggface2_resnet50; return a JSON-able dict."""
+    from torchvision.models import resnet50
+
+    from scout_exp.models import registry
+
+    torch.manual_seed(seed)
+    x = torch.randn(batch, 3, size, size, device=device)
+    models: dict[str, Any] = {"resnet50": resnet50(weights=None)}
+    if "vggface2_resnet50" in registry.list_models():
+        models["vggface2_resnet50"] = registry.create_model("vggface2_resnet50", num_classes=8631)
+    else:
+        models["vggface2_resnet50"] = None
+    out: dict[str, Any] = {
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "batch": batch,
+        "size": size,
+        "repeats": repeats,
+        "models": {},
+    }
+    for name, model in models.items():
+        if model is None:
+            out["models"][name] = {"skipped": "not registered in scout_exp.models yet"}
+            continue
+        res = bench_model(model.to(device), x, repeats)
+        res["accept"] = {
+            "engine_5x_faster_than_pgc": res["pgc_over_engine_wall"] >= 5,
+            "engine_within_1.5x_forward": res["engine_over_forward_wall"] <= 1.5,
+            "maps_agree_1e-4": res["max_abs_diff_normalised"] <= 1e-4,
+        }
+        out["models"][name] = res
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

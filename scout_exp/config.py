@@ -1,0 +1,51 @@
+"""Helpers that turn composed configs into objects, with user-readable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from scout_exp.errors import UserError
+from scout_exp.io import atomic_path
+
+
+def instantiate(cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that re-raises a wrapped :class:`UserError` as itself."""
+    try:
+        return hydra.utils.instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, UserError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a group such as ``callbacks`` or ``logger`` that has a target."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The config resolved to plain Python containers (for loggers and checkpoints)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def output_dir() -> Path:
+    """This job's Hydra run directory."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def save_resolved_config(cfg: DictConfig, path: Path) -> Path:
+    """Write the fully resolved config next to Hydra's own (unresolved) copy."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(to_container(cfg))))
+    return path

@@ -1,0 +1,146 @@
+"""Lightning data modules selected by ``data=`` (configs/data/*.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from scout_exp.data.splits import split_indices
+from scout_exp.data.transforms import InputSpec, Preprocess
+from scout_exp.errors import UserError
+
+
+class FaceDataModule(pl.LightningDataModule):
+    """Common part: splits, loaders and the backbone's preprocessing.
+
+    Subclasses implement :meth:`build` returning the full dataset, its labels and class count.
+    """
+
+    def __init__(
+        self,
+        input_spec: InputSpec | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.input_spec = input_spec or InputSpec()
+        self.preprocess = Preprocess(self.input_spec)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.dataset: Dataset | None = None
+        self.splits: dict[str, np.ndarray] = {}
+        self.num_classes = 0
+
+    def build(self) -> tuple[Dataset, np.ndarray, int]:
+        """Return (dataset of (tensor, label), labels of every item, number of classes)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        self.dataset, labels, self.num_classes = self.build()
+        train, val, test = split_indices(len(labels), self.val_fraction, self.test_fraction, self.seed, labels)
+        self.splits = {"train": train, "val": val, "test": test}
+
+    def subset(self, split: str) -> Subset:
+        """The dataset restricted to one split (``train``, ``val`` or ``test``)."""
+        self.setup()
+        if split not in self.splits:
+            raise UserError(f"unknown split {split!r}; choose one of: {', '.join(self.splits)}")
+        return Subset(self.dataset, self.splits[split].tolist())
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        subset = self.subset(split)
+        if len(subset) == 0:
+            raise UserError(f"the {split} split is empty; raise data.{split}_fraction or add data")
+        return DataLoader(
+            subset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(subset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+
+class FacePartsDataModule(FaceDataModule):
+    """The built-in FaceParts benchmark, rendered on the fly (deterministic per index)."""
+
+    def __init__(
+        self,
+        num_identities: int = 20,
+        images_per_identity: int = 250,
+        image_size: int = 112,
+        difficulty: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from scout_exp.data.faceparts import FaceParts
+
+        self.faceparts = FaceParts(
+            num_identities=num_identities,
+            images_per_identity=images_per_identity,
+            image_size=image_size,
+            difficulty=difficulty,
+            seed=self.seed,
+        )
+
+    def build(self) -> tuple[Dataset, np.ndarray, int]:
+        from scout_exp.data.faceparts import FacePartsDataset
+
+        fp = self.faceparts
+        labels = np.array([fp.identity_of(i) for i in range(len(fp))])
+        dataset = FacePartsDataset(fp, range(len(fp)), transform=self.preprocess)
+        return dataset, labels, fp.num_identities
+
+
+class ImageFolderDataModule(FaceDataModule):
+    """One folder per identity (aligned CASIA-WebFace / VGGFace2 crops)."""
+
+    def __init__(self, root: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+
+    def build(self) -> tuple[Dataset, np.ndarray, int]:
+        from scout_exp.data.image_folder import ImageFolderFaces
+
+        dataset = ImageFolderFaces(self.root, transform=self.preprocess)
+        labels = np.array([label for _, label in dataset.samples])
+        return dataset, labels, len(dataset.classes)
+
+
+class CasiaDatDataModule(FaceDataModule):
+    """The Interpret_FR reference ``.dat`` pair (METHOD section 4), memory-mapped."""
+
+    def __init__(self, images: str, file_list: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.images = Path(images)
+        self.file_list = Path(file_list)
+
+    def build(self) -> tuple[Dataset, np.ndarray, int]:
+        from scout_exp.data.casia_dat import CasiaDat
+
+        dataset = CasiaDat(self.images, self.file_list, transform=self.preprocess)
+        return dataset, np.asarray(dataset.labels), int(dataset.num_classes)

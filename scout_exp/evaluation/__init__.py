@@ -1,0 +1,1 @@
+"""Face recognition evaluation: verification ROC / TAR@FAR / EER, CMC, LFW pairs, IJB-A templates."""

@@ -1,0 +1,138 @@
+"""What to explain: pairs of images (files, a CSV of pairs, or a data split) with optional class ids.
+
+Each pair (x1, x2) is explained both ways (SCOUT Eq. 5): why x1 is class_1 rather than class_2,
+and why x2 is class_2 rather than class_1. Missing class ids default to the predictions:
+class_1 = argmax on x1; class_2 = argmax on x2 (the runner-up when it equals class_1, or when
+there is no second image).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from scout_exp.data.image_folder import read_rgb
+from scout_exp.data.transforms import Preprocess
+from scout_exp.errors import UserError
+
+NO_CLASS = -1
+
+
+@dataclass
+class Pair:
+    """One pair to explain. Images are file paths, or FaceParts indices when ``faceparts`` is used."""
+
+    image_1: str | int
+    image_2: str | int | None = None
+    class_1: int | None = None
+    class_2: int | None = None
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class PairDataset(Dataset):
+    """Preprocessed pairs for the predict loop: dict(x1, x2, has_2, class_1, class_2, index)."""
+
+    def __init__(self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None) -> None:
+        if not pairs:
+            raise UserError("nothing to explain: the list of pairs is empty")
+        self.pairs = list(pairs)
+        self.preprocess = preprocess
+        self.faceparts = faceparts
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, image: str | int) -> np.ndarray:
+        """uint8 RGB image of a file path or a FaceParts index."""
+        if isinstance(image, int):
+            if self.faceparts is None:
+                raise UserError(f"image {image} is an index but no FaceParts data is configured")
+            return self.faceparts.render(image).image
+        return read_rgb(image)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        pair = self.pairs[i]
+        x1 = self.preprocess(self.load(pair.image_1))
+        x2 = self.preprocess(self.load(pair.image_2)) if pair.image_2 is not None else torch.zeros_like(x1)
+        return {
+            "x1": x1,
+            "x2": x2,
+            "has_2": pair.image_2 is not None,
+            "class_1": NO_CLASS if pair.class_1 is None else int(pair.class_1),
+            "class_2": NO_CLASS if pair.class_2 is None else int(pair.class_2),
+            "index": i,
+        }
+
+
+def pairs_from_images(images: Sequence[str], classes: Sequence[int | None]) -> list[Pair]:
+    """One pair from one or two image paths and up to two class ids."""
+    if not 1 <= len(images) <= 2:
+        raise UserError(f"images takes one or two paths, got {len(images)}")
+    for path in images:
+        if not Path(path).is_file():
+            raise UserError(f"image {path} does not exist; pass images=[path1,path2] with existing files")
+    padded = list(classes) + [None] * (2 - len(classes))
+    return [Pair(str(images[0]), str(images[1]) if len(images) == 2 else None, _opt_int(padded[0]),
+                 _opt_int(padded[1]), name="pair_000")]
+
+
+def pairs_from_csv(path: str | Path) -> list[Pair]:
+    """Pairs from a CSV with columns image_1, image_2 and optional class_1, class_2 (paths relative to the CSV)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pairs file {path} does not exist")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "image_1" not in reader.fieldnames:
+            raise UserError(f"pairs file {path} needs a header with image_1[,image_2,class_1,class_2]")
+        rows = list(reader)
+    pairs = []
+    for n, row in enumerate(rows):
+        images = [row["image_1"]] + ([row["image_2"]] if row.get("image_2") else [])
+        images = [str(p if Path(p).is_absolute() else path.parent / p) for p in images]
+        try:
+            found = pairs_from_images(images, [_opt_int(row.get("class_1")), _opt_int(row.get("class_2"))])[0]
+        except UserError as err:
+            raise UserError(f"{path} line {n + 2}: {err}") from None
+        found.name = f"pair_{n:03d}"
+        pairs.append(found)
+    return pairs
+
+
+def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -> list[Pair]:
+    """Pairs of FaceParts samples whose identities differ in the fewest parts (the hardest to tell apart).
+
+    Each sample in ``indices`` is paired with a sample (from ``indices``) of the identity nearest
+    to its own in part variants; class ids are the true identities and ``meta`` holds the parts
+    that really differ, the ground truth of the SCOUT protocol.
+    """
+    by_identity: dict[int, list[int]] = {}
+    for i in indices:
+        by_identity.setdefault(faceparts.identity_of(int(i)), []).append(int(i))
+    if len(by_identity) < 2:
+        raise UserError("the split holds fewer than two identities; nothing to contrast")
+    pairs = []
+    for n, i in enumerate(indices[: limit or len(indices)]):
+        a = faceparts.identity_of(int(i))
+        others = sorted((len(faceparts.differing_parts(a, b)), b) for b in by_identity if b != a)
+        b = others[0][1]
+        j = by_identity[b][n % len(by_identity[b])]
+        pairs.append(Pair(int(i), j, a, b, name=f"pair_{n:03d}",
+                          meta={"discriminative_parts": faceparts.differing_parts(a, b)}))
+    return pairs
+
+
+def _opt_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"class id {value!r} is not an integer") from None

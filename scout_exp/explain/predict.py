@@ -1,0 +1,162 @@
+"""Lightning predict loop over pairs: explanations, figures and raw maps for every pair, on every device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from scout_exp.attribution.base import upsample
+from scout_exp.explain.evaluation import parts_inside, part_iou, pr_curve, part_precision_recall
+from scout_exp.explain.figures import save_pair_figure
+from scout_exp.explain.pairs import NO_CLASS, PairDataset
+from scout_exp.explain.scout import Explanation, ScoutExplainer
+from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area, segment_by_threshold
+from scout_exp.io import save_npz
+
+
+@dataclass
+class ExplainSettings:
+    """Per-run choices: segment rule, outputs, and the FaceParts ground truth when there is one."""
+
+    out_dir: Path
+    area_fraction: float = 0.1
+    threshold: float | None = None
+    save_maps: bool = False
+    max_figures: int = 16
+    part_names: tuple[str, ...] | None = None
+
+
+class ExplainModule(pl.LightningModule):
+    """Wraps a :class:`ScoutExplainer`; ``predict_step`` returns one JSON-ready record per pair."""
+
+    def __init__(self, explainer: ScoutExplainer, dataset: PairDataset, settings: ExplainSettings) -> None:
+        super().__init__()
+        self.explainer = explainer
+        self.model = explainer.model  # registered so that Lightning moves it to the device
+        self.predictor = explainer.predictor
+        self.dataset = dataset
+        self.settings = settings
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        x1, x2, has_2 = batch["x1"], batch["x2"], batch["has_2"].bool()
+        c1, c2 = self._default_classes(x1, x2, has_2, batch["class_1"].clone(), batch["class_2"].clone())
+        x = torch.cat([x1, x2[has_2]])
+        explained = self.explainer.explain(x, torch.cat([c1, c2[has_2]]), torch.cat([c2, c1[has_2]]))
+        size = tuple(x.shape[-2:])
+        maps = {
+            "class_map": explained.class_map, "counter_map": explained.counter_map,
+            "confidence_map": explained.confidence_map, **explained.variants,
+        }
+        maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
+        discriminant = maps[self.explainer.variant]
+        if self.settings.threshold is None:
+            segments = segment_by_area(discriminant, self.settings.area_fraction)
+        else:
+            segments = segment_by_threshold(discriminant, self.settings.threshold)
+        second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
+        records = []
+        for b in range(x1.shape[0]):
+            rows = [b] + ([int(second[b])] if has_2[b] else [])
+            records.append(self._record(int(batch["index"][b]), rows, x, explained, maps, segments))
+        return records
+
+    @torch.no_grad()
+    def _default_classes(self, x1: Tensor, x2: Tensor, has_2: Tensor, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
+        """Fill missing class ids (module docstring of :mod:`scout_exp.explain.pairs`); one no-grad pass."""
+        if not bool((c1 == NO_CLASS).any() or (c2 == NO_CLASS).any()):
+            return c1, c2
+        logits_fn = self.explainer.logits_fn
+        was_training = self.model.training
+        self.model.eval()
+        l1 = logits_fn(self.model(x1))
+        l2 = logits_fn(self.model(x2))
+        self.model.train(was_training)
+        c1 = torch.where(c1 == NO_CLASS, l1.argmax(1), c1)
+        source = torch.where(has_2[:, None], l2, l1)
+        masked = source.scatter(1, c1[:, None], float("-inf"))
+        fallback = torch.where(has_2 & (source.argmax(1) != c1), source.argmax(1), masked.argmax(1))
+        c2 = torch.where(c2 == NO_CLASS, fallback, c2)
+        return c1, c2
+
+    def _record(self, index: int, rows: list[int], x: Tensor, e: Explanation, maps: dict[str, Tensor],
+                segments: Tensor) -> dict[str, Any]:
+        pair = self.dataset.pairs[index]
+        out = self.settings.out_dir
+        record: dict[str, Any] = {"pair": pair.name, "images": [str(pair.image_1)] + (
+            [str(pair.image_2)] if pair.image_2 is not None else [])}
+        disc = pair.meta.get("discriminative_parts")
+        if disc is not None:
+            record["discriminative_parts"] = list(disc)
+        fig_rows, covered, curves = [], [], []
+        for side, row in enumerate(rows):
+            ys, yc = int(e.y_star[row]), int(e.y_counter[row])
+            seg = segments[row].numpy()
+            item = {
+                "class": ys, "counter_class": yc,
+                "prob_class": float(e.probs[row, ys]), "prob_counter": float(e.probs[row, yc]),
+                "predicted": int(e.probs[row].argmax()), "confidence": float(e.confidence[row]),
+                "segment_area_px": int(seg.sum()), "segment_area_fraction": float(seg.mean()),
+            }
+            if disc is not None and self.settings.part_names is not None:
+                part_map = self._part_map(pair.image_1 if side == 0 else pair.image_2, seg.shape)
+                names = self.settings.part_names
+                item["precision"], item["recall"] = part_precision_recall(seg, part_map, names, disc)
+                covered.append(parts_inside(seg, part_map, names))
+                curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
+                item["parts_in_segment"] = sorted(covered[-1])
+            record[f"image_{side + 1}"] = item
+            fig_rows.append({
+                "image": self.dataset.preprocess.invert(x[row]),
+                "label": f"image {side + 1}: why {ys} not {yc}\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
+                **{k: v[row].numpy() for k, v in maps.items()}, "segment": seg,
+                "segment_label": f"segment {item['segment_area_fraction']:.0%}",
+            })
+        if len(covered) == 2:
+            record["piou"] = part_iou(*covered)
+        if curves:
+            record["pr_curve"] = {"precision": np.nanmean([c[0] for c in curves], 0).tolist(),
+                                  "recall": np.nanmean([c[1] for c in curves], 0).tolist()}
+        if index < self.settings.max_figures:
+            name = f"figures/{pair.name}.png"
+            save_pair_figure(out / name, fig_rows, f"{pair.name}: discriminant explanations ({self.explainer.variant})")
+            record["figure"] = name
+        if self.settings.save_maps:
+            name = f"maps/{pair.name}.npz"
+            save_npz(out / name, **{f"{k}_{s + 1}": maps[k][r].numpy() for k in maps for s, r in enumerate(rows)})
+            record["maps"] = name
+        return record
+
+    def _part_map(self, image: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """FaceParts label map of an image as evaluation part indices (-1: background or occluder)."""
+        import cv2
+
+        labels = self.dataset.faceparts.render(int(image)).parts
+        if labels.shape != shape:
+            labels = cv2.resize(labels, shape[::-1], interpolation=cv2.INTER_NEAREST)
+        part_map = labels.astype(np.int64) - 1
+        part_map[part_map >= len(self.settings.part_names)] = -1
+        return part_map
+
+
+def mean_pr(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean precision/recall of the discriminant segments over all images, and the mean PR curve."""
+    items = [r[k] for r in records for k in ("image_1", "image_2") if k in r and "precision" in r[k]]
+    curves = [r["pr_curve"] for r in records if "pr_curve" in r]
+    if not items:
+        return {}
+    return {
+        "precision": float(np.nanmean([i["precision"] for i in items])),
+        "recall": float(np.nanmean([i["recall"] for i in items])),
+        "piou": float(np.nanmean([r["piou"] for r in records if "piou" in r] or [np.nan])),
+        "pr_curve": {
+            "area_fraction": list(AREA_FRACTIONS),
+            "precision": np.nanmean([c["precision"] for c in curves], 0).tolist(),
+            "recall": np.nanmean([c["recall"] for c in curves], 0).tolist(),
+        },
+    }

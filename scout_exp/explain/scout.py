@@ -1,0 +1,212 @@
+"""SCOUT explanations: class, counter-class and confidence maps from one engine pass (METHOD section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from scout_exp.attribution.base import (
+    BaseAttribution,
+    create_attribution,
+    layer_gradients,
+    resolve_layer,
+    upsample,
+)
+from scout_exp.errors import UserError
+from scout_exp.explain.confidence import (
+    certainty_score,
+    confidence_map,
+    easiness_score,
+    softmax_score,
+)
+from scout_exp.explain.discriminant import VARIANTS, discriminant_map
+
+CONFIDENCES = ("softmax", "certainty", "hardness")
+
+
+@dataclass
+class Explanation:
+    """A batch of SCOUT explanations; maps are raw, at the attribution's resolution."""
+
+    y_star: Tensor  # (B,) explained class
+    y_counter: Tensor  # (B,) counter class
+    probs: Tensor  # (B, C) softmax probabilities
+    confidence: Tensor  # (B,) confidence score s(x)
+    class_map: Tensor  # (B, h, w) a(h_y*)
+    counter_map: Tensor  # (B, h, w) a(h_yc)
+    confidence_map: Tensor  # (B, h, w) a(s)
+    discriminant: Tensor  # (B, h, w) the chosen variant
+    variants: dict[str, Tensor] = field(default_factory=dict)  # "a", "a_abar", "a_abar_as"
+
+
+class ScoutExplainer:
+    """Discriminant (Eq. 6) and counterfactual (Eq. 5) explanations of a classifier.
+
+    With an engine attribution and a softmax, certainty or shared-trunk hardness confidence, the
+    class, counter-class and confidence maps come from ONE :func:`layer_gradients` call (T=3).
+    Class maps use the logit, as the official code does. A separate-trunk ``predictor`` (x -> s^hp)
+    costs one extra pass on its own layer; its map is resized to the class maps' size.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        attribution: str | BaseAttribution = "gradxact",
+        target_layer: str | nn.Module | None = None,
+        confidence: str = "softmax",
+        predictor: nn.Module | None = None,
+        predictor_layer: str | nn.Module | None = None,
+        hardness_fn: Callable[[Tensor], Tensor] | None = None,
+        logits_fn: Callable[[Tensor], Tensor] | None = None,
+        variant: str = "a_abar_as",
+    ) -> None:
+        if confidence not in CONFIDENCES:
+            raise UserError(f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}")
+        if variant not in VARIANTS:
+            raise UserError(f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+        if confidence == "hardness" and (predictor is None) == (hardness_fn is None):
+            raise UserError(
+                "confidence 'hardness' needs exactly one of a hardness predictor (separate trunk) "
+                "or hardness_fn (shared trunk)"
+            )
+        self.model = model
+        self.attribution = (
+            create_attribution(attribution, model, target_layer)
+            if isinstance(attribution, str)
+            else attribution
+        )
+        self.confidence = confidence
+        self.predictor = predictor if confidence == "hardness" else None
+        self.predictor_layer = (
+            resolve_layer(predictor, predictor_layer)[1] if self.predictor is not None else None
+        )
+        self.hardness_fn = hardness_fn
+        self.logits_fn = logits_fn or (lambda out: out)
+        self.variant = variant
+
+    def explain(
+        self, x: Tensor, y_star: Tensor | int | None = None, y_counter: Tensor | int | None = None
+    ) -> Explanation:
+        """Explain why each image is ``y_star`` (default: argmax) rather than ``y_counter`` (default: runner-up)."""
+        chosen: dict[str, Tensor] = {}
+
+        def class_targets(out: Tensor) -> Tensor:
+            logits = self.logits_fn(out)
+            ys = _class_ids(y_star, logits, "y_star")
+            if ys is None:
+                ys = logits.detach().argmax(dim=1)
+            yc = _class_ids(y_counter, logits, "y_counter")
+            if yc is None:
+                yc = _best_other(logits.detach(), ys)
+            if bool((ys == yc).any()):
+                raise UserError("the counter class must differ from the explained class for every image")
+            chosen.update(y_star=ys, y_counter=yc, logits=logits.detach())
+            return torch.stack([logits.gather(1, ys[:, None])[:, 0], logits.gather(1, yc[:, None])[:, 0]], 1)
+
+        def all_targets(out: Tensor) -> Tensor:
+            q = class_targets(out)
+            return torch.cat([q, self._score(out)[:, None]], dim=1)
+
+        shared_conf = self.predictor is None
+        if self.attribution.uses_engine:
+            lg = layer_gradients(
+                self.model, self.attribution.layer, x, all_targets if shared_conf else class_targets
+            )
+            class_maps = self.attribution.combine(lg.activations, lg.gradients[:, :2])
+            if shared_conf:
+                conf_map = confidence_map(lg.activations, lg.gradients[:, 2:3])[:, 0]
+                conf = lg.targets[:, 2]
+        else:
+            class_maps = self.attribution(x, class_targets)
+            if shared_conf:
+                lg = layer_gradients(self.model, self.attribution.layer, x, self._score)
+                conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
+                conf = lg.targets[:, 0]
+        if not shared_conf:
+            lg = layer_gradients(
+                self.predictor, self.predictor_layer, x, lambda s: easiness_score(s)
+            )
+            conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
+            conf = lg.targets[:, 0]
+        if conf_map.shape[-2:] != class_maps.shape[-2:]:
+            conf_map = upsample(conf_map, tuple(class_maps.shape[-2:]))
+        class_map, counter_map = class_maps[:, 0], class_maps[:, 1]
+        variants = {v: discriminant_map(class_map, counter_map, conf_map, v) for v in VARIANTS}
+        return Explanation(
+            y_star=chosen["y_star"],
+            y_counter=chosen["y_counter"],
+            probs=chosen["logits"].softmax(dim=1),
+            confidence=conf,
+            class_map=class_map,
+            counter_map=counter_map,
+            confidence_map=conf_map,
+            discriminant=variants[self.variant],
+            variants=variants,
+        )
+
+    def counterfactual(
+        self,
+        x: Tensor,
+        x_counter: Tensor,
+        y_star: Tensor | int | None = None,
+        y_counter: Tensor | int | None = None,
+    ) -> tuple[Explanation, Explanation]:
+        """The pair ``(D(x, y*, y^c), D(x^c, y^c, y*))`` of Eq. 5.
+
+        Defaults: ``y*`` is the prediction on ``x``; ``y^c`` the best class other than ``y*`` on ``x^c``.
+        """
+        if x.shape[0] != x_counter.shape[0]:
+            raise UserError(
+                f"x and x_counter must hold as many images, got {x.shape[0]} and {x_counter.shape[0]}"
+            )
+        if y_star is None or y_counter is None:
+            with torch.no_grad():
+                was_training = self.model.training
+                self.model.eval()
+                try:
+                    logits = self.logits_fn(self.model(x))
+                    logits_c = self.logits_fn(self.model(x_counter))
+                finally:
+                    self.model.train(was_training)
+            ys = _class_ids(y_star, logits, "y_star")
+            ys = logits.argmax(dim=1) if ys is None else ys
+            yc = _class_ids(y_counter, logits_c, "y_counter")
+            yc = _best_other(logits_c, ys) if yc is None else yc
+        else:
+            ys, yc = y_star, y_counter
+        return self.explain(x, ys, yc), self.explain(x_counter, yc, ys)
+
+    def _score(self, out: Tensor) -> Tensor:
+        """The confidence score s(x) (B,) computed from the model output (Eq. 11-13)."""
+        if self.confidence == "softmax":
+            return softmax_score(self.logits_fn(out))
+        if self.confidence == "certainty":
+            return certainty_score(self.logits_fn(out))
+        return easiness_score(self.hardness_fn(out))  # type: ignore[misc]
+
+
+def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | None:
+    """Class ids as a (B,) long tensor on the logits' device; UserError when out of range."""
+    if y is None:
+        return None
+    batch, n_classes = logits.shape
+    ids = torch.as_tensor(y, dtype=torch.long, device=logits.device).reshape(-1)
+    if ids.numel() == 1:
+        ids = ids.expand(batch)
+    if ids.numel() != batch:
+        raise UserError(f"{what} must hold one class id per image ({batch}), got {ids.numel()}")
+    if bool(((ids < 0) | (ids >= n_classes)).any()):
+        raise UserError(f"{what} holds a class id outside [0, {n_classes - 1}]")
+    return ids
+
+
+def _best_other(logits: Tensor, exclude: Tensor) -> Tensor:
+    """The highest-scoring class other than ``exclude`` per row (the runner-up when ``exclude`` is the argmax)."""
+    if logits.shape[1] < 2:
+        raise UserError("a counter class needs a classifier with at least 2 classes")
+    masked = logits.clone()
+    masked.scatter_(1, exclude[:, None], float("-inf"))
+    return masked.argmax(dim=1)

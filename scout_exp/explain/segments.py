@@ -1,0 +1,43 @@
+"""Binary explanation segments from maps (SCOUT Eq. 8-9), by area fraction or by threshold."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from scout_exp.attribution.base import upsample
+
+#: Area fractions of the official SCOUT protocol: 0.005, then 0.01 to 0.99 in steps of 0.01.
+AREA_FRACTIONS: tuple[float, ...] = (0.005,) + tuple(round(0.01 * i, 2) for i in range(1, 100))
+
+
+def area_pixels(fraction: float, n_pixels: int) -> int:
+    """Number of pixels kept for ``fraction`` of ``n_pixels``: round half up of ``fraction * n``."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"area fraction must lie in [0, 1], got {fraction}")
+    return min(n_pixels, int(math.floor(fraction * n_pixels + 0.5)))
+
+
+def segment_by_area(maps: Tensor, fraction: float, size: tuple[int, int] | None = None) -> Tensor:
+    """Boolean masks keeping exactly ``round(fraction*H*W)`` top pixels of each map (..., H, W).
+
+    Maps are first resized bilinearly to ``size`` (as the official code resizes to the input).
+    Ties are broken deterministically: among equal values the lower row-major index wins
+    (stable descending sort), so the count is exact even for flat maps.
+    """
+    if size is not None:
+        maps = upsample(maps.float(), size)
+    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
+    flat = maps.reshape(-1, h * w)
+    k = area_pixels(fraction, h * w)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :k]
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask.scatter_(1, order, True)
+    return mask.reshape(*lead, h, w)
+
+
+def segment_by_threshold(maps: Tensor, threshold: float) -> Tensor:
+    """Boolean masks ``1[d > T]`` (Eq. 8-9)."""
+    return maps > threshold

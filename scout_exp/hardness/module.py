@@ -1,0 +1,260 @@
+"""Joint training of a classifier and its hardness predictor (METHOD section 2, ECCV 2018).
+
+Alternation (manual optimisation): every training batch first updates the classifier ``F``
+with its own optimiser (hardness-weighted or plain CE; ``s^hp`` detached), then the predictor
+``S`` with Adam (BCE or linear loss against ``p(y)`` from the same forward, detached). So each
+batch serves one step of each network, and each step moves only its own network's parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import SumMetric
+from torchmetrics.classification import BinaryAUROC
+
+from scout_exp.attribution.base import resolve_layer
+from scout_exp.errors import UserError
+from scout_exp.explain.confidence import softmax_score
+from scout_exp.hardness.figures import save_risk_coverage_figure
+from scout_exp.hardness.losses import (
+    CLASSIFIER_LOSSES,
+    PREDICTOR_LOSSES,
+    classifier_loss,
+    predictor_loss,
+    true_class_probability,
+)
+from scout_exp.hardness.metrics import evaluate_confidence
+from scout_exp.hardness.predictor import (
+    TRUNKS,
+    HardnessPredictor,
+    LogitsWithHardness,
+    build_trunk,
+    features_and_logits,
+    hardness_part,
+    logits_part,
+)
+from scout_exp.training.module import ClassifierModule, OptimizerFactory, load_weights, read_checkpoint
+
+EVAL_SPLITS = ("val", "test")
+
+
+class HardnessModule(ClassifierModule):
+    """A :class:`ClassifierModule` (``self.model``) trained jointly with ``self.predictor`` (s^hp).
+
+    Built by ``train.py`` with the classifier's keyword arguments plus the options of
+    ``configs/head/hardness.yaml``. ``init_from`` here names a hardness checkpoint (the whole
+    module); ``classifier_ckpt`` a plain classifier checkpoint to start the classifier (and a
+    separate predictor trunk) from.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        num_classes: int,
+        model_kwargs: dict[str, Any] | None = None,
+        target_layer: str | None = None,
+        input_spec: dict[str, Any] | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: str = "cosine",
+        init_from: str | None = None,
+        trunk: str = "separate",
+        hidden: int = 128,
+        dropout: float = 0.5,
+        classifier_loss: str = "weighted",
+        predictor_loss: str = "bce",
+        predictor_lr: float = 1e-3,
+        predictor_weight_decay: float = 1e-4,
+        classifier_ckpt: str | None = None,
+        eval_split: str = "val",
+    ) -> None:
+        super().__init__(model_name, num_classes, model_kwargs, target_layer, input_spec, optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer"])
+        for option, value, choices in (
+            ("trunk", trunk, TRUNKS),
+            ("classifier_loss", classifier_loss, CLASSIFIER_LOSSES),
+            ("predictor_loss", predictor_loss, PREDICTOR_LOSSES),
+            ("eval_split", eval_split, EVAL_SPLITS),
+        ):
+            if value not in choices:
+                raise UserError(f"unknown head.module.{option} {value!r}; choose one of: {', '.join(choices)}")
+        self.automatic_optimization = False
+        if classifier_ckpt:
+            self._load_classifier_ckpt(classifier_ckpt)
+        if trunk == "separate":
+            predictor_trunk, feature_dim = build_trunk(model_name, num_classes, model_kwargs)
+            if classifier_ckpt:
+                own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("fc.")}
+                predictor_trunk.load_state_dict(own)
+        else:
+            predictor_trunk, feature_dim = None, self.model.fc.in_features
+        self.predictor = HardnessPredictor(feature_dim, hidden, dropout, trunk=predictor_trunk)
+        self.error_auroc = nn.ModuleDict(
+            {f"{stage}_{score}": BinaryAUROC() for stage in EVAL_SPLITS for score in ("hardness", "softmax")}
+        )
+        self.error_count = nn.ModuleDict({stage: SumMetric() for stage in EVAL_SPLITS})
+        self.sample_count = nn.ModuleDict({stage: SumMetric() for stage in EVAL_SPLITS})
+        if init_from:
+            load_weights(self, init_from)
+
+    def _load_classifier_ckpt(self, path: str) -> None:
+        """Initialise ``self.model`` from a train.py classifier checkpoint; refuse any other kind."""
+        hparams = read_checkpoint(path).get("hyper_parameters") or {}
+        if "trunk" in hparams:
+            raise UserError(f"{path} is a hardness checkpoint; pass it as model.init_from, not head.module.classifier_ckpt")
+        trained = hparams.get("model_name")
+        if trained is not None and trained != self.hparams.model_name:
+            raise UserError(f"classifier_ckpt {path} holds a {trained} classifier but model={self.hparams.model_name}; "
+                            f"use model={trained} or another checkpoint")
+        holder = nn.Module()
+        holder.model = self.model
+        load_weights(holder, path)
+
+    def _forward_both(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Classifier logits and predictor logit ``z`` (s^hp = sigmoid(z)); shared trunk: one trunk pass."""
+        if self.predictor.trunk is not None:
+            return self.model(x), self.predictor.logit(x)
+        features, logits = features_and_logits(self.model, x)
+        return logits, self.predictor.logit(features.detach())
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        opt_classifier, opt_predictor = self.optimizers()
+        logits, z = self._forward_both(x)
+
+        loss_f = classifier_loss(self.hparams.classifier_loss, logits, y, torch.sigmoid(z.detach()))
+        opt_classifier.zero_grad()
+        self.manual_backward(loss_f)
+        opt_classifier.step()
+
+        loss_s = predictor_loss(self.hparams.predictor_loss, z, true_class_probability(logits.detach(), y))
+        opt_predictor.zero_grad()
+        self.manual_backward(loss_s)
+        opt_predictor.step()
+
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self.train_acc(logits.detach(), y)
+        self.log("train_loss", loss_f, prog_bar=True)
+        self.log("train_predictor_loss", loss_s, prog_bar=True)
+        self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        x, y = batch
+        logits, z = self._forward_both(x)
+        metric = self.val_acc if stage == "val" else self.test_acc
+        metric(logits, y)
+        wrong = (logits.argmax(dim=1) != y).long()
+        self.error_auroc[f"{stage}_hardness"].update(torch.sigmoid(z.float()), wrong)
+        self.error_auroc[f"{stage}_softmax"].update(1 - softmax_score(logits.float()), wrong)
+        self.error_count[stage].update(wrong.sum())
+        self.sample_count[stage].update(wrong.numel())
+        loss_s = predictor_loss(self.hparams.predictor_loss, z, true_class_probability(logits, y))
+        self.log(f"{stage}_loss", F.cross_entropy(logits.float(), y), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_predictor_loss", loss_s, sync_dist=True)
+        self.log(f"{stage}_acc", metric, prog_bar=True, on_step=False, on_epoch=True)
+
+    def _log_error_auroc(self, stage: str) -> None:
+        """Log ``<stage>_hardness_auroc`` / ``<stage>_softmax_auroc`` (error detection) when errors and hits both occur."""
+        errors, seen = float(self.error_count[stage].compute()), float(self.sample_count[stage].compute())
+        if 0 < errors < seen:
+            for score in ("hardness", "softmax"):
+                self.log(f"{stage}_{score}_auroc", self.error_auroc[f"{stage}_{score}"].compute())
+        for metric in (self.error_count[stage], self.sample_count[stage],
+                       self.error_auroc[f"{stage}_hardness"], self.error_auroc[f"{stage}_softmax"]):
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_error_auroc("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_error_auroc("test")
+
+    def configure_optimizers(self) -> Any:
+        factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
+        opt_classifier = factory(self.model.parameters())
+        opt_predictor = torch.optim.Adam(
+            self.predictor.parameters(), lr=self.hparams.predictor_lr, weight_decay=self.hparams.predictor_weight_decay
+        )
+        if self.hparams.scheduler == "none":
+            return [opt_classifier, opt_predictor]
+        if self.hparams.scheduler != "cosine":
+            raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
+        steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt_classifier, max_lr=[g["lr"] for g in opt_classifier.param_groups], total_steps=max(steps, 1),
+            pct_start=0.15, anneal_strategy="cos",
+        )
+        return [opt_classifier, opt_predictor], [{"scheduler": scheduler, "interval": "step"}]
+
+    @torch.no_grad()
+    def collect_outputs(self, loader: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits, labels, s^hp) over ``loader`` in eval mode and float32, on the CPU."""
+        was_training = self.training
+        self.eval()
+        logits, labels, hardness = [], [], []
+        try:
+            for x, y in loader:
+                out, z = self._forward_both(x.to(self.device))
+                logits.append(out.float().cpu())
+                hardness.append(torch.sigmoid(z.float()).cpu())
+                labels.append(y.cpu())
+        finally:
+            self.train(was_training)
+        return torch.cat(logits), torch.cat(labels), torch.cat(hardness)
+
+    def final_metrics(self, trainer: pl.Trainer, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
+        """Accuracy and, for s^s, s^c and s^e = 1 - s^hp, error AUROC and AURC (+ softmax ECE); risk-coverage figure.
+
+        Evaluated on ``eval_split`` (validation by default). Keys: ``<split>_acc``, ``auroc_<score>``,
+        ``aurc_<score>``, ``aurc_oracle``, ``ece_softmax``, ``confidence_split``, ``confidence_errors``.
+        An AUROC is None when the split holds no error (or no correct prediction).
+        """
+        split = self.hparams.eval_split
+        loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+        logits, labels, hardness = self.collect_outputs(loader)
+        report = evaluate_confidence(logits, labels, {"easiness": 1 - hardness})
+        m = report.metrics
+        result: dict[str, Any] = {f"{split}_acc": m["accuracy"], "confidence_split": split,
+                                  "confidence_samples": m["samples"], "confidence_errors": m["errors"]}
+        result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "ece_"))})
+        if trainer.is_global_zero:
+            title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
+            path = save_risk_coverage_figure(report.curves, m, Path(out_dir) / "figures" / "risk_coverage.png", title)
+            for logger in trainer.loggers:
+                if hasattr(logger, "log_image"):
+                    logger.log_image(key="risk_coverage", images=[str(path)])
+        return result
+
+    def explainer_kwargs(self, layer: str | None = None) -> dict[str, Any]:
+        """Extra keyword arguments for ``ScoutExplainer(model, target_layer=..., confidence="hardness", **kwargs)``.
+
+        Separate trunk: ``predictor`` and ``predictor_layer``, the predictor's own layer named like
+        the classifier's ``layer`` (default: the model's ``target_layer``; None: the last Conv2d).
+        Shared trunk: ``model``, a wrapper whose ONE forward gives logits and s^hp (same layer names
+        as the classifier), with ``logits_fn`` and ``hardness_fn`` to read them back.
+        """
+        name, _ = resolve_layer(self.model, layer or self.hparams.target_layer)
+        if self.predictor.trunk is not None:
+            _, predictor_layer = resolve_layer(self.predictor.trunk, name)
+            return {"predictor": self.predictor, "predictor_layer": predictor_layer}
+        return {"model": LogitsWithHardness(self.model, self.predictor),
+                "hardness_fn": hardness_part, "logits_fn": logits_part}
+
+
+def load_hardness(path: str | Path) -> HardnessModule:
+    """Rebuild a trained :class:`HardnessModule` from its checkpoint alone (read with weights_only=True), in eval mode."""
+    ckpt = read_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters")
+    if not hparams or "trunk" not in hparams or "model_name" not in hparams:
+        raise UserError(f"{path} is not a hardness checkpoint (no trunk hyper-parameter); train one with head=hardness")
+    hparams = {k: v for k, v in hparams.items() if k not in ("init_from", "classifier_ckpt")}
+    module = HardnessModule(**hparams)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()

@@ -1,0 +1,1 @@
+"""Lightning training: the classifier module, callbacks and the ``train`` task."""

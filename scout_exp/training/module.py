@@ -1,0 +1,130 @@
+"""The face classifier as a LightningModule: registered backbone + identity layer, cross-entropy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from scout_exp.errors import UserError
+from scout_exp.models import create_model
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class ClassifierModule(pl.LightningModule):
+    """Backbone from the registry trained with cross-entropy on identity labels.
+
+    The hyper-parameters saved in the checkpoint (model name and options, class count, target
+    layer, input spec) are enough for ``explain.py`` to rebuild the network from the file alone.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        num_classes: int,
+        model_kwargs: dict[str, Any] | None = None,
+        target_layer: str | None = None,
+        input_spec: dict[str, Any] | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: str = "cosine",
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.model = create_model(model_name, num_classes=num_classes, **(model_kwargs or {}))
+        self.optimizer_factory = optimizer
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        if init_from:
+            load_weights(self, init_from)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        metric = self.val_acc if stage == "val" else self.test_acc
+        metric(logits, y)
+        self.log(f"{stage}_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}_acc", metric, prog_bar=True, on_step=False, on_epoch=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
+        optimizer = factory(self.parameters())
+        if self.hparams.scheduler == "none":
+            return optimizer
+        if self.hparams.scheduler != "cosine":
+            raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
+        steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(steps, 1),
+            pct_start=0.15, anneal_strategy="cos",
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely (``weights_only=True``) with a clear error when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the .ckpt written by train.py")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for corrupt or unsafe files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read checkpoint {path}: {first}") from err
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Initialise ``module`` from a checkpoint's state dict, refusing mismatched networks."""
+    state = read_checkpoint(path).get("state_dict")
+    if state is None:
+        raise UserError(f"{path} holds no state_dict; is it a train.py checkpoint?")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
+            if keys
+        )
+        raise UserError(f"checkpoint {path} does not match the configured network ({detail}); "
+                        "use the same model= and data= as the run that wrote it")
+    module.load_state_dict(state)
+
+
+def load_classifier(path: str | Path) -> ClassifierModule:
+    """Rebuild a trained :class:`ClassifierModule` from its checkpoint alone, in eval mode."""
+    ckpt = read_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters")
+    if not hparams or "model_name" not in hparams:
+        raise UserError(f"{path} is not a scout-exp classifier checkpoint (no model_name hyper-parameter)")
+    hparams = {k: v for k, v in hparams.items() if k != "init_from"}
+    module = ClassifierModule(**hparams)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()

@@ -1,0 +1,119 @@
+"""The ``train`` task: compose data, model, trainer and loggers from the config, fit, summarise."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
+from scout_exp.data.transforms import InputSpec
+from scout_exp.io import save_json
+from scout_exp.training.callbacks import TrainThroughput
+from scout_exp.training.figures import save_samples_figure
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the configured classifier; return (and write) the run's summary.json."""
+    start = time.perf_counter()
+    out = output_dir()
+    save_resolved_config(cfg, out / "config_resolved.yaml")
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(cfg.model.input))
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule.num_classes)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if trainer.is_global_zero:
+        for logger in loggers:
+            logger.log_hyperparams(to_container(cfg))
+        figure = save_samples_figure(datamodule, out / "figures" / "samples.png", cfg.figure_samples)
+        _log_image(loggers, "samples", figure)
+
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    else:
+        trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    summary = _summary(cfg, trainer, datamodule, callbacks, start)
+    if cfg.test:
+        trainer.test(module, datamodule=datamodule, ckpt_path="best" if cfg.train else cfg.ckpt_path)
+        summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")})
+    summary.update(module.final_metrics(trainer, datamodule, out) if hasattr(module, "final_metrics") else {})
+    summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+
+    if trainer.is_global_zero:
+        save_json(summary, out / "summary.json")
+        for logger in loggers:
+            _log_summary(logger, summary)
+        log.info("summary: %s", summary)
+    return summary
+
+
+def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
+    """The LightningModule of the chosen ``head`` around the chosen ``model``."""
+    model_cfg = to_container(cfg.model)
+    return instantiate(
+        cfg.head.module,
+        _convert_="all",  # plain containers in the hyper-parameters: checkpoints load with weights_only
+        model_name=model_cfg["name"],
+        num_classes=num_classes,
+        model_kwargs=model_cfg.get("kwargs") or {},
+        target_layer=model_cfg.get("target_layer"),
+        input_spec=model_cfg["input"],
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=cfg.scheduler,
+        init_from=model_cfg.get("init_from"),
+    )
+
+
+def _summary(
+    cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: list[Any], start: float
+) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    throughput = next((c for c in callbacks if isinstance(c, TrainThroughput)), None)
+    checkpoint = trainer.checkpoint_callback
+    return {
+        "status": "ok",
+        "task": "train",
+        "model": cfg.model.name,
+        "head": cfg.head.name,
+        "data": HydraConfig.get().runtime.choices.get("data"),
+        "num_classes": int(datamodule.num_classes),
+        "train_samples": int(len(datamodule.splits["train"])),
+        "val_samples": int(len(datamodule.splits["val"])),
+        "val_acc": metrics.get("val_acc"),
+        "val_loss": metrics.get("val_loss"),
+        "train_acc": metrics.get("train_acc"),
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "train_samples_per_s": round(throughput.samples_per_s, 2) if throughput else None,
+        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
+        "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
+        "wall_time_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _log_image(loggers: list[Any], key: str, path: Path | None) -> None:
+    if path is None:
+        return
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)])
+
+
+def _log_summary(logger: Any, summary: dict[str, Any]) -> None:
+    experiment = getattr(logger, "experiment", None)
+    if experiment is not None and hasattr(experiment, "summary"):
+        experiment.summary.update({k: v for k, v in summary.items() if v is not None})
+        return
+    logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})

@@ -1,0 +1,49 @@
+"""Every config option composes; bad keys and options fail at start-up with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scout_exp.cli import CONFIG_DIR, check_overrides
+from scout_exp.errors import UserError
+from tests.conftest import run_entry
+
+GROUPS = {
+    "train": ["data", "model", "head", "optimizer", "callbacks", "logger", "trainer", "paths", "experiment"],
+    "explain": ["data", "model", "head", "attribution", "logger", "trainer", "paths", "experiment"],
+}
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("primary", sorted(GROUPS))
+def test_every_option_composes(primary: str) -> None:
+    for group in GROUPS[primary]:
+        for option in _options(group):
+            cfg = check_overrides(primary, [f"{group}={option}"])
+            assert cfg is not None, (group, option)
+
+
+def test_unknown_option_names_valid_choices() -> None:
+    with pytest.raises(UserError) as err:
+        check_overrides("train", ["model=resnet5"])
+    message = str(err.value)
+    assert "unknown model 'resnet5'" in message and "resnet50" in message and "\n" not in message
+
+
+def test_misspelt_key_names_valid_keys() -> None:
+    with pytest.raises(UserError) as err:
+        check_overrides("train", ["trainer.max_epoch=3"])
+    message = str(err.value)
+    assert "trainer.max_epoch" in message and "did you mean trainer.max_epochs" in message
+
+
+def test_entry_point_reports_bad_option_in_one_line(tmp_path: Path) -> None:
+    result = run_entry("train.py", "model=resnet5", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: unknown model 'resnet5'"), result.stderr
