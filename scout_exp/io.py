@@ -67,6 +67,8 @@ def save_image(image_rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
 
 def _finite(obj: Any) -> Any:
     """NaN and infinities become null: strict JSON, readable by any tool (undefined ratios stay visible)."""
+    if isinstance(obj, np.floating):
+        obj = float(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):

@@ -25,3 +25,17 @@ def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> 
                HYDRA_FULL_ERROR="0", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, str(ROOT / script), f"paths.log_dir={cwd}", *overrides]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+#: Overrides that make a FaceParts training run take seconds on a CPU.
+TINY = (
+    "data.num_identities=4", "data.images_per_identity=12", "data.image_size=96", "data.batch_size=8",
+    "model.input.size=32", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "figure_samples=4",
+)
+
+
+def run_dir(log_dir: Path, task: str = "train") -> Path:
+    """The single Hydra run directory a test run created under ``log_dir``."""
+    runs = sorted((log_dir / task / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]

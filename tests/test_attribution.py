@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -108,10 +109,10 @@ def by_hand(method: str, f: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
-CASES = [
-    ("tiny", "features.4", 16),  # last conv, followed by an in-place ReLU
-    ("resnet", "layer2.1.bn2", 32),  # followed by the in-place residual add
-]
+CASES = {
+    "tiny": ("features.4", 16),  # last conv, followed by an in-place ReLU
+    "resnet": ("layer2.1.bn2", 32),  # followed by the in-place residual add
+}
 METHODS = ["gradcam", "gradcampp", "gradxact", "gradxact_signed", "xgradcam", "layercam", "hirescam"]
 
 
@@ -120,13 +121,21 @@ def make(case: str) -> nn.Module:
     return TinyCNN() if case == "tiny" else tiny_resnet()
 
 
-@pytest.mark.parametrize("case,layer,size", CASES)
-@pytest.mark.parametrize("method", METHODS)
-def test_methods_match_direct_autograd(case: str, layer: str, size: int, method: str) -> None:
+@functools.lru_cache(maxsize=None)
+def reference(case: str) -> tuple[nn.Module, torch.Tensor, np.ndarray, np.ndarray]:
+    """Model, input and the direct-autograd (f, g) of a case, computed once per session."""
+    layer, size = CASES[case]
     model = make(case)
     torch.manual_seed(2)
-    x = torch.randn(3, 3, size, size)
-    f, g = direct_gradients(model, layer, x, three_targets)
+    x = torch.randn(2, 3, size, size)
+    return (model, x, *direct_gradients(model, layer, x, three_targets))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("method", METHODS)
+def test_methods_match_direct_autograd(case: str, method: str) -> None:
+    model, x, f, g = reference(case)
+    layer = CASES[case][0]
     if method == "gradxact_signed":
         attr = create_attribution("gradxact", model, layer, clamp_negative=False)
     else:
@@ -274,6 +283,8 @@ def test_upsample_and_normalise() -> None:
     n = normalise(maps)
     torch.testing.assert_close(n[0, 0], torch.tensor([[0.0, 1 / 3], [2 / 3, 1.0]]))
     assert torch.equal(n[0, 1], torch.zeros(2, 2))
+    one_pixel = upsample(torch.full((1, 1, 1, 1), 3.7), (7, 7))  # float noise must not be stretched
+    assert torch.equal(normalise(one_pixel), torch.zeros(1, 1, 7, 7))
     up = upsample(maps, (4, 4))
     assert up.shape == (1, 2, 4, 4)
     # half-pixel bilinear: corners replicate, the first interior sample is 0.75*a + 0.25*b
@@ -330,3 +341,12 @@ def test_captum_missing_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "captum.attr", None)
     with pytest.raises(UserError, match="pip install captum"):
         create_attribution("captum:LayerGradCam", make("tiny"))
+
+
+def test_bench_model_smoke() -> None:
+    from scout_exp.bench.explain import bench_model
+
+    res = bench_model(tiny_resnet(), torch.randn(2, 3, 32, 32), repeats=1)
+    assert res["layer"] == "layer4.1.conv2"
+    assert res["max_abs_diff_normalised"] <= 1e-4
+    assert res["engine_wall_s"] > 0 and res["pgc_over_engine_cpu"] > 0

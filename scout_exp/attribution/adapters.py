@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scout_exp.attribution.base import BaseAttribution, TargetFn, resolve_layer
+from scout_exp.attribution.base import BaseAttribution, TargetFn
 from scout_exp.errors import UserError
 
 
@@ -52,7 +52,9 @@ class _SampleTarget:
     depend on the whole batch (argmax, a label vector) correct.
     """
 
-    def __init__(self, recorder: _OutputRecorder, targets: TargetFn, i: int, t: int, cache: dict) -> None:
+    def __init__(
+        self, recorder: _OutputRecorder, targets: TargetFn, i: int, t: int, cache: dict
+    ) -> None:
         self.recorder, self.targets, self.i, self.t, self.cache = recorder, targets, i, t, cache
 
     def __call__(self, _sample_output: Tensor) -> Tensor:
@@ -86,18 +88,22 @@ class PgcAttribution(BaseAttribution):
         recorder = _OutputRecorder(self.model)
         modes = [(m, m.training) for m in self.model.modules()]
         saved = [(p, p.grad) for p in self.model.parameters()]
-        cam = self.cam_class(recorder, [self.layer], **self.cam_kwargs)
+        cam = None
         try:
+            cam = self.cam_class(recorder, [self.layer], **self.cam_kwargs)
             self.model.eval()
             with torch.no_grad():
                 n_targets = _n_targets(targets(self.model(x)))
             maps = []
             for t in range(n_targets):
                 cache: dict = {}
-                pgc_targets = [_SampleTarget(recorder, targets, i, t, cache) for i in range(x.shape[0])]
+                pgc_targets = [
+                    _SampleTarget(recorder, targets, i, t, cache) for i in range(x.shape[0])
+                ]
                 maps.append(torch.from_numpy(cam(input_tensor=x, targets=pgc_targets)))
         finally:
-            cam.activations_and_grads.release()
+            if cam is not None:
+                cam.activations_and_grads.release()
             for p, grad in saved:
                 p.grad = grad
             for m, mode in modes:
@@ -122,8 +128,13 @@ class CaptumAttribution(BaseAttribution):
             ) from err
         cls = getattr(captum_attr, method, None)
         if not (method.startswith("Layer") and inspect.isclass(cls)):
-            valid = sorted(n for n in dir(captum_attr) if n.startswith("Layer") and inspect.isclass(getattr(captum_attr, n)))
-            raise UserError(f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}")
+            valid = sorted(
+                n for n in dir(captum_attr)
+                if n.startswith("Layer") and inspect.isclass(getattr(captum_attr, n))
+            )
+            raise UserError(
+                f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}"
+            )
         self.name = f"captum:{method}"
         self.method_class = cls
         self.attribute_kwargs = attribute_kwargs
@@ -161,7 +172,6 @@ def create_adapter(
 ) -> BaseAttribution:
     """Build the adapter for ``pgc:<Class>`` or ``captum:<LayerMethod>``."""
     prefix, _, cls_name = name.partition(":")
-    resolve_layer(model, target_layer)
     if prefix == "pgc":
         return PgcAttribution(model, target_layer, cls_name, **kwargs)
     return CaptumAttribution(model, target_layer, cls_name, **kwargs)

@@ -197,11 +197,18 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def normalise(maps: Tensor) -> Tensor:
-    """Min-max each map (last two dims) to [0, 1] as pytorch-grad-cam does; a constant map becomes 0."""
+    """Min-max each map (last two dims) to [0, 1] as pytorch-grad-cam does, eps-safe.
+
+    A map whose range is within float rounding of its magnitude (8 ulps; e.g. a bilinearly
+    upsampled 1x1 map) counts as constant and becomes 0, instead of having its noise stretched.
+    """
+    maps = maps.float() if not maps.is_floating_point() else maps
     lo = maps.amin(dim=(-2, -1), keepdim=True)
     shifted = maps - lo
     hi = shifted.amax(dim=(-2, -1), keepdim=True)
-    return shifted / torch.where(hi > 0, hi, torch.ones_like(hi))
+    scale = maps.abs().amax(dim=(-2, -1), keepdim=True)
+    flat = hi <= 8 * torch.finfo(maps.dtype).eps * scale
+    return torch.where(flat, torch.zeros_like(shifted), shifted / torch.where(flat, 1.0, hi))
 
 
 A = TypeVar("A", bound=type[BaseAttribution])

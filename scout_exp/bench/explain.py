@@ -62,9 +62,9 @@ def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
     y_star, y_counter = top2[:, 0], top2[:, 1]
 
     def targets(logits: Tensor) -> Tensor:
+        rows = torch.arange(logits.shape[0], device=logits.device)
         return torch.stack(
-            [logits.gather(1, y_star[:, None])[:, 0], logits.gather(1, y_counter[:, None])[:, 0], softmax_score(logits)],
-            dim=1,
+            [logits[rows, y_star], logits[rows, y_counter], softmax_score(logits)], dim=1
         )
 
     engine = create_attribution("gradcam", model)
@@ -90,7 +90,8 @@ def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
     pgc_cam.activations_and_grads.release()
     model.zero_grad(set_to_none=True)
 
-    ours = normalise(upsample(results["engine"], tuple(x.shape[-2:]))).cpu()
+    # pytorch-grad-cam's order: min-max at the layer, resize to the input, min-max again.
+    ours = normalise(upsample(normalise(results["engine"]), tuple(x.shape[-2:]))).cpu()
     theirs = torch.stack([torch.from_numpy(m) for m in results["pgc"]], dim=1)
     out: dict[str, Any] = {"layer": engine.layer_name}
     for clock in ("wall", "cpu"):

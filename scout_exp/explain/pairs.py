@@ -136,3 +136,12 @@ def _opt_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         raise UserError(f"class id {value!r} is not an integer") from None
+
+
+def check_classes(pairs: Sequence[Pair], num_classes: int) -> None:
+    """Refuse class ids the recogniser does not have, naming the pair and the valid range."""
+    for pair in pairs:
+        for cls in (pair.class_1, pair.class_2):
+            if cls is not None and not 0 <= cls < num_classes:
+                raise UserError(f"{pair.name}: class id {cls} is out of range; the recogniser has "
+                                f"{num_classes} classes (0..{num_classes - 1})")

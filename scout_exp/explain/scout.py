@@ -48,7 +48,9 @@ class ScoutExplainer:
     With an engine attribution and a softmax, certainty or shared-trunk hardness confidence, the
     class, counter-class and confidence maps come from ONE :func:`layer_gradients` call (T=3).
     Class maps use the logit, as the official code does. A separate-trunk ``predictor`` (x -> s^hp)
-    costs one extra pass on its own layer; its map is resized to the class maps' size.
+    costs one extra pass on its own layer; its map is resized to the class maps' size. Adapter
+    attributions (``pgc:``/``captum:``) run their own passes; ``pgc:`` class maps come back
+    min-max normalised at the input size, and the confidence map is resized to match.
     """
 
     def __init__(
@@ -64,9 +66,13 @@ class ScoutExplainer:
         variant: str = "a_abar_as",
     ) -> None:
         if confidence not in CONFIDENCES:
-            raise UserError(f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}")
+            raise UserError(
+                f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}"
+            )
         if variant not in VARIANTS:
-            raise UserError(f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+            raise UserError(
+                f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}"
+            )
         if confidence == "hardness" and (predictor is None) == (hardness_fn is None):
             raise UserError(
                 "confidence 'hardness' needs exactly one of a hardness predictor (separate trunk) "
@@ -90,7 +96,7 @@ class ScoutExplainer:
     def explain(
         self, x: Tensor, y_star: Tensor | int | None = None, y_counter: Tensor | int | None = None
     ) -> Explanation:
-        """Explain why each image is ``y_star`` (default: argmax) rather than ``y_counter`` (default: runner-up)."""
+        """Explain why each image is ``y_star`` (default: argmax), not ``y_counter`` (default: runner-up)."""
         chosen: dict[str, Tensor] = {}
 
         def class_targets(out: Tensor) -> Tensor:
@@ -102,9 +108,12 @@ class ScoutExplainer:
             if yc is None:
                 yc = _best_other(logits.detach(), ys)
             if bool((ys == yc).any()):
-                raise UserError("the counter class must differ from the explained class for every image")
+                raise UserError(
+                    "the counter class must differ from the explained class for every image"
+                )
             chosen.update(y_star=ys, y_counter=yc, logits=logits.detach())
-            return torch.stack([logits.gather(1, ys[:, None])[:, 0], logits.gather(1, yc[:, None])[:, 0]], 1)
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            return torch.stack([logits[rows, ys], logits[rows, yc]], dim=1)
 
         def all_targets(out: Tensor) -> Tensor:
             q = class_targets(out)
@@ -127,7 +136,7 @@ class ScoutExplainer:
                 conf = lg.targets[:, 0]
         if not shared_conf:
             lg = layer_gradients(
-                self.predictor, self.predictor_layer, x, lambda s: easiness_score(s)
+                self.predictor, self.predictor_layer, x, easiness_score
             )
             conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
             conf = lg.targets[:, 0]
@@ -204,7 +213,7 @@ def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | No
 
 
 def _best_other(logits: Tensor, exclude: Tensor) -> Tensor:
-    """The highest-scoring class other than ``exclude`` per row (the runner-up when ``exclude`` is the argmax)."""
+    """The best class other than ``exclude`` per row (the runner-up when ``exclude`` is the argmax)."""
     if logits.shape[1] < 2:
         raise UserError("a counter class needs a classifier with at least 2 classes")
     masked = logits.clone()

@@ -17,7 +17,14 @@ from scout_exp.config import instantiate, instantiate_group, output_dir, save_re
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
-from scout_exp.explain.pairs import Pair, PairDataset, faceparts_pairs, pairs_from_csv, pairs_from_images
+from scout_exp.explain.pairs import (
+    Pair,
+    PairDataset,
+    check_classes,
+    faceparts_pairs,
+    pairs_from_csv,
+    pairs_from_images,
+)
 from scout_exp.explain.predict import ExplainModule, ExplainSettings, mean_pr
 from scout_exp.explain.recogniser import load_recogniser
 from scout_exp.explain.scout import ScoutExplainer
@@ -34,7 +41,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
-    faceparts, pairs = select_pairs(cfg, recogniser.input_spec.size)
+    faceparts, pairs = select_pairs(cfg)
+    check_classes(pairs, recogniser.model.fc.out_features)
     explainer = ScoutExplainer(
         recogniser.model,
         attribution=cfg.attribution.method,
@@ -78,7 +86,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def select_pairs(cfg: DictConfig, size: int) -> tuple[Any, list[Pair]]:
+def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
     """Pairs from ``images``, ``pairs`` (CSV) or ``split``; on FaceParts with none of them, the val split."""
     images = list(cfg.images or [])
     if images and cfg.pairs:

@@ -4,6 +4,8 @@ Alternation (manual optimisation): every training batch first updates the classi
 with its own optimiser (hardness-weighted or plain CE; ``s^hp`` detached), then the predictor
 ``S`` with Adam (BCE or linear loss against ``p(y)`` from the same forward, detached). So each
 batch serves one step of each network, and each step moves only its own network's parameters.
+Lightning counts ``global_step`` per optimiser step, i.e. twice per batch. Under DDP each backward
+reaches only one network, so it needs ``trainer.strategy=ddp_find_unused_parameters_true``.
 """
 
 from __future__ import annotations

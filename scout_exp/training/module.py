@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -78,12 +79,26 @@ class ClassifierModule(pl.LightningModule):
             return optimizer
         if self.hparams.scheduler != "cosine":
             raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
-        steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(steps, 1),
-            pct_start=0.15, anneal_strategy="cos",
-        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(total_steps: int, warmup: float = 0.05) -> Callable[[int], float]:
+    """LR factor: linear warm-up over ``warmup`` of the steps, then cosine decay to 0.
+
+    A plain function of the step (not OneCycleLR's stored step count), so a run resumed with
+    more epochs stretches the schedule to its new length instead of failing.
+    """
+    warm = max(int(warmup * total_steps), 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

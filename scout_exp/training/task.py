@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import LearningRateMonitor
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -25,13 +26,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out = output_dir()
     save_resolved_config(cfg, out / "config_resolved.yaml")
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(cfg.model.input))
     datamodule.setup("fit")
     module = build_module(cfg, datamodule.num_classes)
-    callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    callbacks = [c for c in instantiate_group(cfg.get("callbacks"))  # nothing to monitor into without a logger
+                 if loggers or not isinstance(c, LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if trainer.is_global_zero:

@@ -1,0 +1,81 @@
+"""explain.py end to end on FaceParts: figure, explanations.json, W&B record, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scout_exp.data.faceparts import FaceParts
+from scout_exp.io import save_image
+from scout_exp.wandb_offline import read_offline_run
+from tests.conftest import TINY, run_dir, run_entry
+
+pytestmark = pytest.mark.slow
+DATA = tuple(o for o in TINY if o.startswith("data.") and "batch_size" not in o)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log dir holding one tiny FaceParts training run."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    result = run_entry("train.py", *TINY, "logger=none", cwd=log_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return log_dir
+
+
+def test_default_run_finds_checkpoint_and_scores_parts(trained: Path) -> None:
+    result = run_entry("explain.py", *DATA, "max_pairs=3", "logger=wandb", "save_maps=true", cwd=trained)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = run_dir(trained, "explain")
+    record = json.loads((run / "explanations.json").read_text())
+    summary = record["summary"]
+    assert summary["pairs"] == 3 and summary["attribution"] == "gradxact"
+    assert 0.0 <= summary["recall"] <= 1.0
+    pair = record["pairs"][0]
+    assert pair["discriminative_parts"] and len(pair["discriminative_parts"]) >= 3
+    for side in ("image_1", "image_2"):
+        assert pair[side]["class"] != pair[side]["counter_class"]
+        assert pair[side]["segment_area_px"] == round(0.1 * 32 * 32)
+    assert (run / pair["figure"]).stat().st_size > 5000
+    assert (run / pair["maps"]).is_file()
+    assert (run / "figures" / "pr_curve.png").is_file()
+    assert len(record["pr_curve"]["precision"]) == 100
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    logged = read_offline_run(offline)
+    assert logged["summary"]["pairs"] == 3
+    assert logged["summary"]["explanations/count"] == 3
+
+
+def test_two_images_with_default_classes(trained: Path, tmp_path: Path) -> None:
+    fp = FaceParts(num_identities=4, images_per_identity=12, image_size=96)
+    paths = [save_image(fp.render(i).image, tmp_path / f"face{i}.png") for i in (0, 1)]
+    ckpt = next(trained.glob("train/runs/*/checkpoints/last.ckpt"))
+    out = tmp_path / "logs"
+    result = run_entry("explain.py", f"images=[{paths[0]},{paths[1]}]", f"ckpt_path={ckpt}",
+                       "attribution=gradcampp", "logger=none", cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(next(out.parent.glob("explain/runs/*/explanations.json")).read_text())
+    pair = record["pairs"][0]
+    assert pair["image_1"]["class"] == pair["image_2"]["counter_class"]
+    assert pair["image_1"]["counter_class"] == pair["image_2"]["class"]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("images=[/no/such/face.png]", "does not exist"),
+        ("attribution.layer=layer9", "layer9"),
+        ("classes=[0,99]", "99"),
+    ],
+)
+def test_bad_input_is_one_line(trained: Path, tmp_path: Path, override: str, expected: str) -> None:
+    fp = FaceParts(num_identities=4, images_per_identity=12, image_size=96)
+    face = save_image(fp.render(0).image, tmp_path / "face.png")
+    ckpt = next(trained.glob("train/runs/*/checkpoints/last.ckpt"))
+    overrides = [override] if override.startswith("images") else [f"images=[{face},{face}]", override]
+    result = run_entry("explain.py", *overrides, f"ckpt_path={ckpt}", "logger=none", cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("error:") and expected in lines[-1], lines[-1]

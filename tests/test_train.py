@@ -1,0 +1,97 @@
+"""train.py end to end on tiny FaceParts settings: record, resume, DDP, W&B, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from scout_exp.wandb_offline import read_offline_run
+from tests.conftest import TINY, run_dir, run_entry
+
+pytestmark = pytest.mark.slow
+
+
+def _ok(result) -> None:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_training_run_leaves_a_full_record(tmp_path: Path) -> None:
+    _ok(run_entry("train.py", *TINY, "logger=wandb", cwd=tmp_path))
+    run = run_dir(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("val_acc", "val_loss", "epochs", "wall_time_s", "train_samples_per_s"):
+        assert isinstance(summary[key], (int, float)), key
+    assert summary["epochs"] == 1 and 0.0 <= summary["val_acc"] <= 1.0
+    assert (run / "config_resolved.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    assert "${" not in (run / "config_resolved.yaml").read_text()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "figures" / "samples.png").stat().st_size > 1000
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["model_name"] == "resnet18"
+
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    record = read_offline_run(offline)
+    assert record["summary"]["val_acc"] == pytest.approx(summary["val_acc"])
+    assert record["summary"]["samples/count"] == 1
+    assert record["config"]["model"]["name"] == "resnet18"
+    assert any("train_loss" in row for row in record["history"])
+
+
+def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    _ok(run_entry("train.py", *TINY, "logger=none", cwd=first))
+    ckpt = run_dir(first) / "checkpoints" / "last.ckpt"
+    steps = json.loads((run_dir(first) / "summary.json").read_text())["global_step"]
+    _ok(run_entry("train.py", *TINY, "logger=none", "trainer.max_epochs=2", f"ckpt_path={ckpt}", cwd=second))
+    summary = json.loads((run_dir(second) / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["global_step"] == 2 * steps
+
+
+def test_two_process_ddp(tmp_path: Path) -> None:
+    result = run_entry("train.py", *TINY, "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
+                       "trainer.devices=2", "trainer.precision=32-true", cwd=tmp_path)
+    _ok(result)
+    summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["val_acc"] is not None
+    assert "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+
+
+def _one_error_line(result) -> str:
+    """The run failed with exit status 2 and exactly one ``error:`` line, last, and no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr[-3000:]
+    return errors[0]
+
+
+def test_missing_data_root_is_one_line(tmp_path: Path) -> None:
+    line = _one_error_line(run_entry("train.py", "data=image_folder", f"data.root={tmp_path / 'nowhere'}",
+                                     "logger=none", cwd=tmp_path))
+    assert line.startswith("error: image folder") and "does not exist" in line
+
+
+def test_unset_data_root_is_one_line(tmp_path: Path) -> None:
+    line = _one_error_line(run_entry("train.py", "data=image_folder", "logger=none", cwd=tmp_path))
+    assert "data.root" in line
+
+
+def test_unreadable_image_in_folder_is_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "faces"
+    rng = np.random.default_rng(0)
+    for ident in ("alice", "bob"):
+        (root / ident).mkdir(parents=True)
+        for k in range(4):
+            cv2.imwrite(str(root / ident / f"{k}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    (root / "bob" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    line = _one_error_line(run_entry("train.py", "data=image_folder", f"data.root={root}", "data.batch_size=4",
+                                     "data.num_workers=0", "data.val_fraction=0.25", "model.input.size=32",
+                                     "trainer.max_epochs=1", "logger=none", "figure_samples=0", cwd=tmp_path))
+    assert "broken.jpg" in line
