@@ -11,9 +11,11 @@ from scout_exp.errors import UserError
 from tests.conftest import run_entry
 
 GROUPS = {
-    "train": ["data", "model", "head", "optimizer", "callbacks", "logger", "trainer", "paths", "experiment"],
-    "explain": ["data", "model", "head", "attribution", "logger", "trainer", "paths", "experiment"],
+    "train": ["data", "model", "head", "optimizer", "callbacks", "logger", "trainer", "paths"],
+    "explain": ["data", "model", "head", "attribution", "logger", "trainer", "paths"],
 }
+#: groups whose options each belong to one task (a training or an explanation experiment)
+TASK_GROUPS = ["experiment", "hparams_search"]
 
 
 def _options(group: str) -> list[str]:
@@ -26,6 +28,20 @@ def test_every_option_composes(primary: str) -> None:
         for option in _options(group):
             cfg = check_overrides(primary, [f"{group}={option}"])
             assert cfg is not None, (group, option)
+
+
+@pytest.mark.parametrize("group", TASK_GROUPS)
+def test_every_task_option_composes_with_its_task(group: str) -> None:
+    for option in _options(group):
+        errors = []
+        for primary in sorted(GROUPS):
+            try:
+                check_overrides(primary, [f"{group}={option}"])
+                break
+            except UserError as err:
+                errors.append(str(err))
+        else:
+            pytest.fail(f"{group}={option} composes with no task: {errors}")
 
 
 def test_unknown_option_names_valid_choices() -> None:

@@ -193,6 +193,19 @@ def test_classifier_ckpt_initialises_classifier_and_separate_trunk(tmp_path: Pat
             assert torch.equal(module.predictor.trunk.state_dict()[k], v)
 
 
+def test_init_from_takes_a_hardness_or_a_classifier_checkpoint(tmp_path: Path) -> None:
+    classifier = _classifier_ckpt(tmp_path / "c.ckpt")
+    from_classifier = _module(init_from=str(tmp_path / "c.ckpt"))
+    assert torch.equal(from_classifier.model.fc.weight, classifier.model.fc.weight)
+    torch.save({"state_dict": from_classifier.state_dict(), "hyper_parameters": dict(from_classifier.hparams)},
+               tmp_path / "h.ckpt")
+    whole = _module(init_from=str(tmp_path / "h.ckpt"))
+    for k, v in from_classifier.state_dict().items():
+        assert torch.equal(whole.state_dict()[k], v)
+    with pytest.raises(UserError, match="is a hardness checkpoint"):
+        _module(classifier_ckpt=str(tmp_path / "h.ckpt"))
+
+
 def test_mismatched_or_wrong_checkpoints_are_refused_in_one_line(tmp_path: Path) -> None:
     _classifier_ckpt(tmp_path / "five.ckpt", num_classes=5)
     with pytest.raises(UserError, match="does not match") as err:

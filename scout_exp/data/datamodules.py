@@ -86,7 +86,10 @@ class FaceDataModule(pl.LightningDataModule):
 
 
 class FacePartsDataModule(FaceDataModule):
-    """The built-in FaceParts benchmark, rendered on the fly (deterministic per index)."""
+    """The built-in FaceParts benchmark, rendered on the fly (deterministic per index).
+
+    ``with_annotations=True`` makes batches ``(x, y, landmarks, parts)`` (see ``FacePartsDataset``).
+    """
 
     def __init__(
         self,
@@ -94,11 +97,13 @@ class FacePartsDataModule(FaceDataModule):
         images_per_identity: int = 250,
         image_size: int = 112,
         difficulty: float = 1.0,
+        with_annotations: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         from scout_exp.data.faceparts import FaceParts
 
+        self.with_annotations = with_annotations
         self.faceparts = FaceParts(
             num_identities=num_identities,
             images_per_identity=images_per_identity,
@@ -112,7 +117,7 @@ class FacePartsDataModule(FaceDataModule):
 
         fp = self.faceparts
         labels = np.array([fp.identity_of(i) for i in range(len(fp))])
-        dataset = FacePartsDataset(fp, range(len(fp)), transform=self.preprocess)
+        dataset = FacePartsDataset(fp, range(len(fp)), transform=self.preprocess, annotated=self.with_annotations)
         return dataset, labels, fp.num_identities
 
 

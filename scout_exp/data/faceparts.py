@@ -24,7 +24,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -401,13 +401,21 @@ def _photometric(image: np.ndarray, u: list[float], d: float, size: int) -> np.n
 
 
 class FacePartsDataset(torch.utils.data.Dataset):
-    """A subset of FaceParts as (image tensor, identity); ``sample(i)`` gives parts and landmarks."""
+    """A subset of FaceParts as (image tensor, identity); ``sample(i)`` gives parts and landmarks.
+
+    With ``annotated=True`` items are ``(image, identity, landmarks, parts)``: the (5, 2) float32
+    landmarks and the (S, S) int64 part map brought to the transformed image's size S, landmarks in
+    continuous pixel coordinates (pixel centres at ``+0.5``, the convention of
+    ``scout_exp.interp.occlusion``), for occlusion synthesis during interpretable training.
+    """
 
     def __init__(self, faceparts: FaceParts, indices: Sequence[int],
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+                 annotated: bool = False) -> None:
         self.faceparts = faceparts
         self.indices = np.asarray(list(indices), dtype=np.int64)
         self.transform = transform
+        self.annotated = annotated
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -416,11 +424,20 @@ class FacePartsDataset(torch.utils.data.Dataset):
         """The full rendered sample (image, identity, part map, landmarks) of dataset item ``i``."""
         return self.faceparts.render(int(self.indices[i]))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         s = self.sample(i)
         if self.transform is not None:
-            return self.transform(s.image), s.identity
-        return torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0), s.identity
+            x = self.transform(s.image)
+        else:
+            x = torch.from_numpy(s.image).permute(2, 0, 1).float().div_(255.0)
+        if not self.annotated:
+            return x, s.identity
+        size = x.shape[-1]
+        parts = s.parts
+        if parts.shape[0] != size:
+            parts = cv2.resize(parts, (size, size), interpolation=cv2.INTER_NEAREST)
+        landmarks = (s.landmarks + 0.5) * (size / s.image.shape[1])
+        return x, s.identity, torch.from_numpy(landmarks.astype(np.float32)), torch.from_numpy(parts.astype(np.int64))
 
 
 def measure_render_throughput(n: int = 2000, image_size: int = 112) -> float:

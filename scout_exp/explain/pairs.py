@@ -1,5 +1,9 @@
 """What to explain: pairs of images (files, a CSV of pairs, or a data split) with optional class ids.
 
+Image files may be raw photographs: with ``align=<template>`` each face is detected and aligned
+(:class:`scout_exp.explain.faces.FaceLoader`) before preprocessing; ``sample:NAME`` names one of
+the offline sample photos (:mod:`scout_exp.data.samples`).
+
 Each pair (x1, x2) is explained both ways (SCOUT Eq. 5): why x1 is class_1 rather than class_2,
 and why x2 is class_2 rather than class_1. Missing class ids default to the predictions:
 class_1 = argmax on x1; class_2 = argmax on x2 (the runner-up when it equals class_1, or when
@@ -17,9 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scout_exp.data.image_folder import read_rgb
+from scout_exp.data.samples import is_sample
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
+from scout_exp.explain.faces import FaceLoader, check_image_spec
 
 NO_CLASS = -1
 
@@ -37,25 +42,30 @@ class Pair:
 
 
 class PairDataset(Dataset):
-    """Preprocessed pairs for the predict loop: dict(x1, x2, has_2, class_1, class_2, index)."""
+    """Preprocessed pairs for the predict loop: dict(x1, x2, has_2, class_1, class_2, index).
 
-    def __init__(self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None) -> None:
+    ``align`` (a template of :mod:`scout_exp.data.align`, or None) aligns file images first.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None,
+                 align: str | None = None) -> None:
         if not pairs:
             raise UserError("nothing to explain: the list of pairs is empty")
         self.pairs = list(pairs)
         self.preprocess = preprocess
         self.faceparts = faceparts
+        self.faces = FaceLoader(align)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def load(self, image: str | int) -> np.ndarray:
-        """uint8 RGB image of a file path or a FaceParts index."""
+        """uint8 RGB image of a FaceParts index, or of a file / ``sample:NAME`` (aligned when set)."""
         if isinstance(image, int):
             if self.faceparts is None:
                 raise UserError(f"image {image} is an index but no FaceParts data is configured")
             return self.faceparts.render(image).image
-        return read_rgb(image)
+        return self.faces(image)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
@@ -76,8 +86,7 @@ def pairs_from_images(images: Sequence[str], classes: Sequence[int | None]) -> l
     if not 1 <= len(images) <= 2:
         raise UserError(f"images takes one or two paths, got {len(images)}")
     for path in images:
-        if not Path(path).is_file():
-            raise UserError(f"image {path} does not exist; pass images=[path1,path2] with existing files")
+        check_image_spec(str(path))
     padded = list(classes) + [None] * (2 - len(classes))
     return [Pair(str(images[0]), str(images[1]) if len(images) == 2 else None, _opt_int(padded[0]),
                  _opt_int(padded[1]), name="pair_000")]
@@ -96,7 +105,7 @@ def pairs_from_csv(path: str | Path) -> list[Pair]:
     pairs = []
     for n, row in enumerate(rows):
         images = [row["image_1"]] + ([row["image_2"]] if row.get("image_2") else [])
-        images = [str(p if Path(p).is_absolute() else path.parent / p) for p in images]
+        images = [str(p if Path(p).is_absolute() or is_sample(p) else path.parent / p) for p in images]
         try:
             found = pairs_from_images(images, [_opt_int(row.get("class_1")), _opt_int(row.get("class_2"))])[0]
         except UserError as err:

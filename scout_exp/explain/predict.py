@@ -30,6 +30,7 @@ class ExplainSettings:
     save_maps: bool = False
     max_figures: int = 16
     part_names: tuple[str, ...] | None = None
+    class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
 
 
 class ExplainModule(pl.LightningModule):
@@ -103,6 +104,9 @@ class ExplainModule(pl.LightningModule):
                 "predicted": int(e.probs[row].argmax()), "confidence": float(e.confidence[row]),
                 "segment_area_px": int(seg.sum()), "segment_area_fraction": float(seg.mean()),
             }
+            identities = self.settings.class_names
+            if identities is not None:
+                item["class_name"], item["counter_name"] = identities[ys], identities[yc]
             if disc is not None and self.settings.part_names is not None:
                 part_map = self._part_map(pair.image_1 if side == 0 else pair.image_2, seg.shape)
                 names = self.settings.part_names
@@ -113,7 +117,8 @@ class ExplainModule(pl.LightningModule):
             record[f"image_{side + 1}"] = item
             fig_rows.append({
                 "image": self.dataset.preprocess.invert(x[row]),
-                "label": f"image {side + 1}: why {ys} not {yc}\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
+                "label": f"image {side + 1}: why {item.get('class_name', ys)} not {item.get('counter_name', yc)}"
+                         f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
                 **{k: v[row].numpy() for k, v in maps.items()}, "segment": seg,
                 "segment_label": f"segment {item['segment_area_fraction']:.0%}",
             })

@@ -1,7 +1,14 @@
-"""The network an explanation run explains, loaded from a checkpoint, a weight file, or trained on demand."""
+"""The network an explanation run explains, loaded from a checkpoint, a weight file, or trained on demand.
+
+An embedding network (model config ``embedding: <size>``, e.g. the face descriptor) or the pooled
+features of a classifier become a recogniser of identities with a gallery (config ``gallery``):
+:class:`scout_exp.models.gallery.GalleryClassifier` gives scaled-cosine class logits, so SCOUT's
+class, counter-class and confidence maps apply unchanged. ``mode=verify`` uses the embedder alone.
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
 import subprocess
 import sys
@@ -13,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from scout_exp.config import to_container
-from scout_exp.data.transforms import InputSpec
+from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
-from scout_exp.models import create_model
+from scout_exp.models import create_model, split_classifier
 from scout_exp.training.module import load_classifier, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -31,21 +38,103 @@ class Recogniser:
     target_layer: str | None
     source: str
     explainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = None  # gallery identities, one per class
+    layer_prefix: str = ""  # where the configured network sits inside ``model`` ("embedder." in a gallery)
+    embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
+    same_person_distance: float | None = None  # descriptor distance below which a pair is one person
+
+    def layer(self, name: str | None) -> str | None:
+        """The attribution layer: ``name`` (a layer of the configured network) or the model's default."""
+        name = name or self.target_layer
+        if name is None or not self.layer_prefix or name.startswith(self.layer_prefix):
+            return name
+        return self.layer_prefix + name
 
 
 def load_recogniser(cfg: DictConfig) -> Recogniser:
-    """The checkpoint ``ckpt_path``; else the model's own weight file; else a FaceParts run (trained if none)."""
+    """The network of ``cfg`` (see :func:`load_network`); with a gallery, the identities it recognises.
+
+    An embedding model needs a gallery to be explained with SCOUT (``mode=verify`` does not).
+    """
+    from scout_exp.explain.faces import enrol_gallery, has_gallery
+
+    recogniser = load_network(cfg)
+    model_cfg = to_container(cfg.model)
+    gallery_cfg = to_container(cfg.gallery) if cfg.get("gallery") is not None else {}
+    outputs_embeddings = recogniser.embedder is not None
+    if cfg.get("mode", "scout") == "verify":
+        recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
+        return recogniser
+    if not has_gallery(gallery_cfg):
+        if outputs_embeddings:
+            raise UserError(f"model {model_cfg['name']} outputs {model_cfg['embedding']}-d embeddings, not "
+                            "identities: enrol a gallery (gallery.folder=<folder>/<identity>/<images>) or use "
+                            "mode=verify")
+        return recogniser
+    if cfg.head.name == "hardness":
+        raise UserError("head=hardness needs a trained hardness predictor, which a gallery does not have; "
+                        "use head=softmax or head=certainty")
+    recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
+    model = enrol_gallery(gallery_cfg, recogniser.embedder, Preprocess(recogniser.input_spec)).eval()
+    log.info("gallery of %d identities: %s", len(model.names), ", ".join(model.names))
+    recogniser.model, recogniser.explainer_kwargs = model, {}
+    recogniser.class_names, recogniser.layer_prefix = list(model.names), "embedder."
+    return recogniser
+
+
+def features_of(model: nn.Module) -> nn.Module:
+    """A copy of a classifier without its identity layer: image -> the pooled feature ``fc`` reads."""
+    trunk, _ = split_classifier(copy.deepcopy(model))
+    return trunk
+
+
+def load_network(cfg: DictConfig) -> Recogniser:
+    """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else a FaceParts run (trained if none)."""
     model_cfg = to_container(cfg.model)
     if cfg.ckpt_path:
         return from_checkpoint(Path(cfg.ckpt_path), cfg.head.name)
-    if (model_cfg.get("kwargs") or {}).get("weights"):
-        model = create_model(model_cfg["name"], **model_cfg["kwargs"]).eval()
-        return Recogniser(model, InputSpec.from_config(model_cfg["input"]), model_cfg.get("target_layer"),
-                          str(model_cfg["kwargs"]["weights"]))
+    kwargs = dict(model_cfg.get("kwargs") or {})
+    if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
+        return from_weights(model_cfg)
     if "FacePartsDataModule" not in str(cfg.data.get("_target_")):
         raise UserError("nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
                         "for a pretrained backbone)")
     return from_checkpoint(find_or_train_faceparts(cfg), cfg.head.name)
+
+
+def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
+    """A registered model built with its own weights: a weight file (``kwargs.weights``) or a zoo entry.
+
+    The identity count is ``kwargs.num_classes``, else the embedding size (``embedding``; the model
+    then outputs descriptors and is its own embedder), else the rows of ``fc.weight`` in the weight file.
+    """
+    kwargs = dict(model_cfg.get("kwargs") or {})
+    zoo = model_cfg.get("zoo")
+    source = str(kwargs.get("weights") or kwargs.get("weights_dir") or "")
+    if zoo and not kwargs.get("weights_dir"):
+        from scout_exp.zoo import weights_path
+
+        source = f"zoo:{zoo} ({weights_path(zoo)})"
+    num_classes = kwargs.pop("num_classes", None) or model_cfg.get("embedding")
+    if num_classes is None and kwargs.get("weights"):
+        num_classes = _classes_in_weight_file(str(kwargs["weights"]))
+    if num_classes is None:
+        raise UserError(f"model {model_cfg['name']}: set +model.kwargs.num_classes=<identities of its weights>")
+    model = create_model(model_cfg["name"], int(num_classes), **kwargs).eval()
+    embedding = model_cfg.get("embedding")
+    return Recogniser(model, InputSpec.from_config(model_cfg["input"]), model_cfg.get("target_layer"), source,
+                      embedder=model if embedding else None,
+                      same_person_distance=model_cfg.get("same_person_distance") if embedding else None)
+
+
+def _classes_in_weight_file(path: str) -> int:
+    """Rows of ``fc.weight`` in a pickled ``{name: array}`` weight file (e.g. VGGFace2's 8,631)."""
+    from scout_exp.models.pickled_weights import load_pickled_weights
+
+    fc = load_pickled_weights(path).get("fc.weight")
+    if fc is None or fc.ndim != 2:
+        raise UserError(f"{path} has no 2-d fc.weight; set +model.kwargs.num_classes=<identities>")
+    return int(fc.shape[0])
 
 
 def from_checkpoint(path: Path, head: str) -> Recogniser:

@@ -26,11 +26,14 @@ from scout_exp.explain.pairs import (
     pairs_from_images,
 )
 from scout_exp.explain.predict import ExplainModule, ExplainSettings, mean_pr
-from scout_exp.explain.recogniser import load_recogniser
+from scout_exp.explain.recogniser import Recogniser, load_recogniser
 from scout_exp.explain.scout import ScoutExplainer
+from scout_exp.explain.verification import VerificationExplainer, explain_pairs
 from scout_exp.io import save_json
 
 log = logging.getLogger(__name__)
+#: scout: SCOUT counterfactual explanations of identities; verify: similarity maps of (probe, reference) pairs
+MODES = ("scout", "verify")
 
 
 def explain(cfg: DictConfig) -> dict[str, Any]:
@@ -39,22 +42,28 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir()
     save_resolved_config(cfg, out / "config_resolved.yaml")
     torch.manual_seed(cfg.seed)
+    mode = cfg.get("mode", "scout")
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
     faceparts, pairs = select_pairs(cfg)
+    dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
+    if mode == "verify":
+        return _verify(cfg, recogniser, dataset, out, start)
     check_classes(pairs, recogniser.model.fc.out_features)
     explainer = ScoutExplainer(
         recogniser.model,
         attribution=cfg.attribution.method,
-        target_layer=cfg.attribution.layer or recogniser.target_layer,
+        target_layer=recogniser.layer(cfg.attribution.layer),
         confidence=cfg.head.name,
         variant=cfg.variant,
         **recogniser.explainer_kwargs,
     )
-    dataset = PairDataset(pairs, preprocess, faceparts)
     settings = ExplainSettings(out_dir=out, area_fraction=cfg.segment.area_fraction,
                                threshold=cfg.segment.threshold, save_maps=cfg.save_maps,
-                               max_figures=cfg.max_figures, part_names=_part_names(faceparts))
+                               max_figures=cfg.max_figures, part_names=_part_names(faceparts),
+                               class_names=recogniser.class_names)
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()],
                           precision="32-true", inference_mode=False, enable_checkpointing=False,
@@ -71,6 +80,10 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         "confidence": cfg.head.name, "variant": cfg.variant, "pairs": len(records),
         **{k: v for k, v in mean_pr(records).items() if k != "pr_curve"},
     }
+    if recogniser.class_names is not None:
+        summary["gallery"] = recogniser.class_names
+    if cfg.get("align"):
+        summary["align"] = cfg.align
     curve = mean_pr(records).get("pr_curve")
     figures = [r["figure"] for r in records if "figure" in r]
     if curve:
@@ -82,6 +95,36 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
               out / "explanations.json")
     save_json(summary, out / "summary.json")
     _log(loggers, cfg, summary, records, out)
+    log.info("explanations: %s", out / "explanations.json")
+    return summary
+
+
+def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path, start: float) -> dict[str, Any]:
+    """``mode=verify``: similar/different evidence maps of every pair (:mod:`scout_exp.explain.verification`)."""
+    if cfg.attribution.method != "gradxact":
+        raise UserError(f"mode=verify maps the cosine similarity with gradient x activation; drop "
+                        f"attribution={cfg.attribution.method} (or use attribution=gradxact)")
+    explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
+    records = explain_pairs(explainer, dataset, out, threshold=recogniser.same_person_distance,
+                            batch_size=cfg.batch_size, max_figures=cfg.max_figures, save_maps=cfg.save_maps)
+    summary = {
+        "status": "ok", "task": "explain", "mode": "verify", "checkpoint": recogniser.source,
+        "attribution": "gradxact", "layer": explainer.layer_name, "pairs": len(records),
+        "mean_cosine": float(np.mean([r["cosine"] for r in records])),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+    }
+    if cfg.get("align"):
+        summary["align"] = cfg.align
+    figures = [r["figure"] for r in records if "figure" in r]
+    save_json({"summary": summary, "figures": figures, "pairs": records}, out / "explanations.json")
+    save_json(summary, out / "summary.json")
+    for logger in instantiate_group(cfg.get("logger")):
+        logger.log_hyperparams(to_container(cfg))
+        experiment = getattr(logger, "experiment", None)
+        if experiment is not None and hasattr(experiment, "summary"):
+            experiment.summary.update(summary)
+            if figures:
+                logger.log_image(key="verification", images=[str(out / f) for f in figures])
     log.info("explanations: %s", out / "explanations.json")
     return summary
 

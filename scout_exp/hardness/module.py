@@ -50,9 +50,9 @@ class HardnessModule(ClassifierModule):
     """A :class:`ClassifierModule` (``self.model``) trained jointly with ``self.predictor`` (s^hp).
 
     Built by ``train.py`` with the classifier's keyword arguments plus the options of
-    ``configs/head/hardness.yaml``. ``init_from`` here names a hardness checkpoint (the whole
-    module); ``classifier_ckpt`` a plain classifier checkpoint to start the classifier (and a
-    separate predictor trunk) from.
+    ``configs/head/hardness.yaml``. ``classifier_ckpt`` names a plain classifier checkpoint to
+    start the classifier (and a separate predictor trunk) from; ``init_from`` (``model.init_from``)
+    a hardness checkpoint to start the whole module from, or a classifier one used as ``classifier_ckpt``.
     """
 
     def __init__(
@@ -86,6 +86,8 @@ class HardnessModule(ClassifierModule):
             if value not in choices:
                 raise UserError(f"unknown head.module.{option} {value!r}; choose one of: {', '.join(choices)}")
         self.automatic_optimization = False
+        whole_from = init_from if init_from and _is_hardness_checkpoint(init_from) else None
+        classifier_ckpt = classifier_ckpt or (init_from if init_from and not whole_from else None)
         if classifier_ckpt:
             self._load_classifier_ckpt(classifier_ckpt)
         if trunk == "separate":
@@ -101,8 +103,8 @@ class HardnessModule(ClassifierModule):
         )
         self.error_count = nn.ModuleDict({stage: SumMetric() for stage in EVAL_SPLITS})
         self.sample_count = nn.ModuleDict({stage: SumMetric() for stage in EVAL_SPLITS})
-        if init_from:
-            load_weights(self, init_from)
+        if whole_from:
+            load_weights(self, whole_from)
 
     def _load_classifier_ckpt(self, path: str) -> None:
         """Initialise ``self.model`` from a train.py classifier checkpoint; refuse any other kind."""
@@ -248,6 +250,11 @@ class HardnessModule(ClassifierModule):
             return {"predictor": self.predictor, "predictor_layer": predictor_layer}
         return {"model": LogitsWithHardness(self.model, self.predictor),
                 "hardness_fn": hardness_part, "logits_fn": logits_part}
+
+
+def _is_hardness_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` was written by a HardnessModule (its hyper-parameters name a trunk)."""
+    return "trunk" in (read_checkpoint(path).get("hyper_parameters") or {})
 
 
 def load_hardness(path: str | Path) -> HardnessModule:
