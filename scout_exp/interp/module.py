@@ -17,6 +17,7 @@ The test stage runs the face-recognition evaluation of :mod:`scout_exp.interp.ev
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +30,7 @@ from scout_exp.errors import UserError
 from scout_exp.interp.evaluate import EvalCollector, log_peak_figure
 from scout_exp.interp.losses import InterpLossWeights, interp_total_loss
 from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_parts, occlude_with_landmarks
-from scout_exp.training.module import ClassifierModule, OptimizerFactory, read_checkpoint
+from scout_exp.training.module import ClassifierModule, OptimizerFactory, load_weights, read_checkpoint
 
 VARIANTS: dict[str, InterpLossWeights] = {
     "base": InterpLossWeights(ce_clean=2.0, ce_occluded=0.0, filter=0.0, sad_clean=0.0, sad_occluded=0.0, fad=0.0),
@@ -81,7 +82,7 @@ class InterpFRModule(ClassifierModule):
             raise UserError(f"unknown head.variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if occlusion not in OCCLUSION_MODES:
             raise UserError(f"unknown head.module.occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_MODES)}")
-        preset = VARIANTS[variant].__dict__
+        preset = asdict(VARIANTS[variant])
         unknown = sorted(set(weights or {}) - set(preset))
         if unknown:
             raise UserError(f"unknown loss weight(s) {', '.join(unknown)}; known: {', '.join(preset)}")
@@ -99,8 +100,6 @@ class InterpFRModule(ClassifierModule):
         if base_ckpt:
             load_matching(self, base_ckpt)
         if init_from:
-            from scout_exp.training.module import load_weights
-
             load_weights(self, init_from)
 
     @property
