@@ -16,6 +16,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python train.py
 	$(BIN)/python explain.py
+	$(BIN)/python -m scout_exp.zoo fetch face_descriptor && $(BIN)/python explain.py experiment=real_faces \
+	  || echo "real-face run skipped: the face descriptor weights could not be fetched (see README, Real photographs)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -95,7 +96,9 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
             return None
         raise
     metric = cfg.get("optimized_metric")
-    return float(summary[metric]) if metric and summary and metric in summary else None
+    value = summary.get(metric) if metric and summary else None
+    # a NaN or missing metric marks the Optuna trial failed instead of crashing the sweep
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _record_failure(output_dir: Path, message: str) -> None:

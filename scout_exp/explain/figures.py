@@ -59,6 +59,7 @@ def save_pr_figure(path: Path, fractions: Sequence[float], precision: np.ndarray
     """Mean precision and recall of the discriminant segments against the parts that really differ."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     ax1.plot(recall, precision, marker=".", label=label)
+    ax1.axhline(precision[-1], ls="--", color="grey", lw=0.8, label="whole face (chance level)")
     ax1.set_xlabel("recall")
     ax1.set_ylabel("precision")
     ax1.set_xlim(0, 1)
