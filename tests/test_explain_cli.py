@@ -79,3 +79,20 @@ def test_bad_input_is_one_line(trained: Path, tmp_path: Path, override: str, exp
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[-1].startswith("error:") and expected in lines[-1], lines[-1]
+
+
+@pytest.mark.parametrize("trunk", ["separate", "shared"])
+def test_hardness_head_end_to_end(tmp_path: Path, trunk: str) -> None:
+    """train.py head=hardness, then explain.py head=hardness uses s^e = 1 - s^hp as the confidence."""
+    train = run_entry("train.py", *TINY, "head=hardness", f"head.module.trunk={trunk}", "logger=none", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    summary = json.loads(run_dir(tmp_path).joinpath("summary.json").read_text())
+    for score in ("softmax", "certainty", "easiness"):
+        assert f"auroc_{score}" in summary and f"aurc_{score}" in summary
+    assert (run_dir(tmp_path) / "figures" / "risk_coverage.png").is_file()
+    result = run_entry("explain.py", *DATA, "head=hardness", "max_pairs=2", "logger=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(next(tmp_path.glob("explain/runs/*/explanations.json")).read_text())
+    assert record["summary"]["confidence"] == "hardness"
+    confidence = record["pairs"][0]["image_1"]["confidence"]
+    assert 0.0 <= confidence <= 1.0

@@ -261,3 +261,35 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     lfw = json.loads((run_dir(third) / "summary.json").read_text())
     assert lfw["test_n_pairs"] == 4.0 and 0.0 <= lfw["test_eer"] <= 1.0 and "test_acc" not in lfw
+
+
+def test_landmarks_file_puts_the_occluder_where_the_landmarks_say(tmp_path: Path) -> None:
+    from scout_exp.data.landmarks import ImageFolderWithLandmarks, read_landmarks
+    from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110
+
+    _write_faces(tmp_path / "faces", {"a": 1, "b": 1})
+    # image a: the reference face itself; image b: the same face shifted 11 px right in a 110 frame
+    ref = REFERENCE_LANDMARKS_110.numpy() / 110.0
+    rows = [["file", *[f"{c}{k}" for k in range(1, 6) for c in "xy"]],
+            ["a/a_0001.jpg", *ref.reshape(-1)], ["b/b_0001.jpg", *(ref + [0.1, 0.0]).reshape(-1)]]
+    (tmp_path / "lm.csv").write_text("\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
+    assert read_landmarks(tmp_path / "lm.csv").shape == (2, 5, 2)
+    spec = InputSpec(size=110, mean=(0.5,) * 3, std=(0.5,) * 3)
+    dm = ImageFolderWithLandmarks(landmarks=str(tmp_path / "lm.csv"), root=str(tmp_path / "faces"), input_spec=spec,
+                                  val_fraction=0.0)
+    dm.setup()
+    items = [dm.dataset[i] for i in range(2)]
+    np.testing.assert_allclose(items[1][2].numpy(), REFERENCE_LANDMARKS_110.numpy() + [11.0, 0.0], atol=1e-4)
+    batch = tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(3))
+    _, masks = _module(occlusion="landmarks").occlude(batch, torch.Generator().manual_seed(0))
+    rows_a, cols_a = np.nonzero(masks[0].numpy())
+    rows_b, cols_b = np.nonzero(masks[1].numpy())
+    assert (rows_a.max() - rows_a.min() + 1, cols_a.max() - cols_a.min() + 1) == (12, 32)
+    np.testing.assert_array_equal(rows_b, rows_a)
+    np.testing.assert_array_equal(cols_b, cols_a + 11)
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="landmarks"):
+        read_landmarks(tmp_path / "bad.npy")
+    np.save(tmp_path / "three.npy", np.zeros((3, 5, 2)))
+    with pytest.raises(UserError, match="3 images but the dataset has 2"):
+        read_landmarks(tmp_path / "three.npy", 2)

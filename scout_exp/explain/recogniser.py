@@ -92,14 +92,14 @@ def load_network(cfg: DictConfig) -> Recogniser:
     """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else a FaceParts run (trained if none)."""
     model_cfg = to_container(cfg.model)
     if cfg.ckpt_path:
-        return from_checkpoint(Path(cfg.ckpt_path), cfg.head.name)
+        return from_checkpoint(Path(cfg.ckpt_path), cfg.head.name, cfg.attribution.get("layer"))
     kwargs = dict(model_cfg.get("kwargs") or {})
     if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
         return from_weights(model_cfg)
     if "FacePartsDataModule" not in str(cfg.data.get("_target_")):
         raise UserError("nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
                         "for a pretrained backbone)")
-    return from_checkpoint(find_or_train_faceparts(cfg), cfg.head.name)
+    return from_checkpoint(find_or_train_faceparts(cfg), cfg.head.name, cfg.attribution.get("layer"))
 
 
 def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
@@ -137,8 +137,8 @@ def _classes_in_weight_file(path: str) -> int:
     return int(fc.shape[0])
 
 
-def from_checkpoint(path: Path, head: str) -> Recogniser:
-    """Rebuild the trained network (and, for ``head=hardness``, its hardness predictor)."""
+def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recogniser:
+    """Rebuild the trained network (and, for ``head=hardness``, its hardness predictor, explained at ``layer``)."""
     hparams = read_checkpoint(path).get("hyper_parameters") or {}
     is_hardness = "trunk" in hparams
     if head == "hardness":
@@ -148,7 +148,7 @@ def from_checkpoint(path: Path, head: str) -> Recogniser:
         from scout_exp.hardness.module import load_hardness
 
         module = load_hardness(path)
-        kwargs = module.explainer_kwargs()
+        kwargs = module.explainer_kwargs(layer)
         model = kwargs.pop("model", module.model)
     else:
         if is_hardness:

@@ -181,21 +181,12 @@ class HardnessModule(ClassifierModule):
         self._log_error_auroc("test")
 
     def configure_optimizers(self) -> Any:
-        factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
-        opt_classifier = factory(self.model.parameters())
+        opt_classifier = self.make_optimizer(self.model.parameters())
         opt_predictor = torch.optim.Adam(
             self.predictor.parameters(), lr=self.hparams.predictor_lr, weight_decay=self.hparams.predictor_weight_decay
         )
-        if self.hparams.scheduler == "none":
-            return [opt_classifier, opt_predictor]
-        if self.hparams.scheduler != "cosine":
-            raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
-        steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt_classifier, max_lr=[g["lr"] for g in opt_classifier.param_groups], total_steps=max(steps, 1),
-            pct_start=0.15, anneal_strategy="cos",
-        )
-        return [opt_classifier, opt_predictor], [{"scheduler": scheduler, "interval": "step"}]
+        schedule = self.schedule(opt_classifier)
+        return ([opt_classifier, opt_predictor], [schedule]) if schedule else [opt_classifier, opt_predictor]
 
     @torch.no_grad()
     def collect_outputs(self, loader: Any) -> tuple[Tensor, Tensor, Tensor]:

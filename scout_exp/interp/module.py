@@ -109,11 +109,12 @@ class InterpFRModule(ClassifierModule):
         return bool(w.ce_occluded or w.sad_occluded or w.fad)
 
     def occlude(self, batch: Sequence[Any], generator: torch.Generator | None = None,
-                part_index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                part_index: int | Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Occluded copy of the batch's images (pixels set to -1, black in [-1, 1]) and the masks.
 
-        ``part_index`` picks the part (by index into ``occlusion_parts``) for part occlusion; random
-        when None. ``generator`` drives the rectangle's random position for landmark occlusion.
+        ``part_index`` picks the part (an index into ``occlusion_parts``, for the whole batch, or
+        one per image) for part occlusion; one random part for the batch when None. ``generator``
+        drives the random draws (the part, or the rectangle's position for landmark occlusion).
         """
         x = batch[0]
         mode = self.hparams.occlusion
@@ -124,7 +125,10 @@ class InterpFRModule(ClassifierModule):
                 raise UserError("occlusion=parts needs part maps: use data=faceparts with data.with_annotations=true")
             if part_index is None:
                 part_index = int(torch.randint(len(self.part_labels), (1,), generator=generator))
-            return occlude_parts(x, batch[3], [self.part_labels[part_index % len(self.part_labels)]])
+            n = len(self.part_labels)
+            if isinstance(part_index, int):
+                return occlude_parts(x, batch[3], [self.part_labels[part_index % n]])
+            return occlude_parts(x, batch[3], [[self.part_labels[k % n]] for k in part_index])
         if len(batch) >= 3:
             landmarks = batch[2]
         else:
@@ -153,14 +157,16 @@ class InterpFRModule(ClassifierModule):
         return loss
 
     def _eval_step(self, batch: Sequence[Any], stage: str) -> None:
-        x, y = batch[0], batch[1]
+        self._log_accuracy(self(batch[0]), batch[1], stage)
+
+    def _log_accuracy(self, logits: torch.Tensor, y: torch.Tensor, stage: str) -> None:
+        """Loss and accuracy of the faces with a trained identity (protocol images have label -1)."""
         keep = y >= 0
-        if not bool(keep.any()):  # protocol images carry no trained identity
+        if not bool(keep.any()):
             return
-        logits = self(x[keep])
         metric = self.val_acc if stage == "val" else self.test_acc
-        metric(logits, y[keep])
-        self.log(f"{stage}_loss", F.cross_entropy(logits, y[keep]), prog_bar=True, sync_dist=True)
+        metric(logits[keep], y[keep])
+        self.log(f"{stage}_loss", F.cross_entropy(logits[keep], y[keep]), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True, on_step=False, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
@@ -168,15 +174,17 @@ class InterpFRModule(ClassifierModule):
         self.collector = EvalCollector(peak_frame=(frame, frame), sign=self.hparams.peak_sign)
 
     def test_step(self, batch: Sequence[Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
         assert self.collector is not None
         x, y = batch[0], batch[1]
         out = self.model.forward_maps(x)
+        self._log_accuracy(out.logits, y, "test")
         landmarks = batch[2] if len(batch) >= 3 else None
         occluded_logits = None
         if bool((y >= 0).any()):
+            # deterministic: part k % n on the k-th test face, a batch-seeded rectangle position
             generator = torch.Generator().manual_seed(batch_idx)
-            x_occ, _ = self.occlude(batch, generator=generator, part_index=batch_idx)
+            per_image = list(range(self.collector.count, self.collector.count + len(y)))
+            x_occ, _ = self.occlude(batch, generator=generator, part_index=per_image)
             occluded_logits = self.model(x_occ)
         self.collector.add(x, y, out.feature, out.masked_map, landmarks, occluded_logits)
 

@@ -73,15 +73,23 @@ class ClassifierModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
-        optimizer = factory(self.parameters())
+        optimizer = self.make_optimizer(self.parameters())
+        schedule = self.schedule(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": schedule} if schedule else optimizer
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """The configured optimiser (``optimizer=`` group) over ``params``."""
+        factory = self.optimizer_factory or (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
+        return factory(params)
+
+    def schedule(self, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """Step-wise warm-up + cosine schedule of ``optimizer`` over the run; None for ``scheduler=none``."""
         if self.hparams.scheduler == "none":
-            return optimizer
+            return None
         if self.hparams.scheduler != "cosine":
             raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total)), "interval": "step"}
 
 
 def warmup_cosine(total_steps: int, warmup: float = 0.05) -> Callable[[int], float]:
