@@ -30,7 +30,7 @@ def save_samples_figure(datamodule: Any, path: Path, n: int) -> Path | None:
     for ax in axes.ravel():
         ax.axis("off")
     for ax, index in zip(axes.ravel(), train):
-        x, label = datamodule.dataset[index]
+        x, label = datamodule.dataset[index][:2]
         ax.imshow(datamodule.preprocess.invert(x))
         ax.set_title(f"id {label}", fontsize=8)
     return save_figure(fig, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -147,7 +148,8 @@ def load_classifier(path: str | Path) -> ClassifierModule:
     hparams = ckpt.get("hyper_parameters")
     if not hparams or "model_name" not in hparams:
         raise UserError(f"{path} is not a scout-exp classifier checkpoint (no model_name hyper-parameter)")
-    hparams = {k: v for k, v in hparams.items() if k != "init_from"}
-    module = ClassifierModule(**hparams)
-    module.load_state_dict(ckpt["state_dict"])
+    # subclasses (hardness, interpretable FR) add options; their classifier is this module's ``model``
+    accepted = set(inspect.signature(ClassifierModule.__init__).parameters) - {"self", "init_from"}
+    module = ClassifierModule(**{k: v for k, v in hparams.items() if k in accepted})
+    module.model.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
     return module.eval()
