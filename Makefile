@@ -20,6 +20,7 @@ demo: $(STAMP)
 	  || echo "real-face run skipped: the face descriptor weights could not be fetched (see README, Real photographs)"
 
 test: $(STAMP)
+	-$(BIN)/python -m scout_exp.zoo fetch face_descriptor  # optional: enables the real-face parity tests
 	$(BIN)/python -m pytest -q
 
 clean:

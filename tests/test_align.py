@@ -14,11 +14,10 @@ from scout_exp.data.align import (
     align_face,
     align_folder,
     apply_transform,
-    load_image,
     main,
     similarity_transform,
-    to_rgb,
 )
+from scout_exp.data.images import read_rgb, to_rgb
 from scout_exp.errors import UserError
 
 
@@ -43,7 +42,7 @@ def mtcnn():
 
 def _grace_hopper() -> np.ndarray:
     cbook = pytest.importorskip("matplotlib.cbook")
-    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    return read_rgb(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 def test_similarity_recovers_known_transform_and_matches_lstsq() -> None:
@@ -121,12 +120,12 @@ def test_templates_have_their_sizes() -> None:
 def test_grayscale_and_rgba_are_converted(tmp_path: Path) -> None:
     gray = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
     cv2.imwrite(str(tmp_path / "g.png"), gray)
-    rgb = load_image(tmp_path / "g.png")
+    rgb = read_rgb(tmp_path / "g.png")
     assert rgb.shape == (12, 10, 3) and (rgb == gray[..., None]).all()
     rgba = np.zeros((6, 7, 4), np.uint8)
     rgba[..., 0], rgba[..., 2], rgba[..., 3] = 200, 10, 128
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
-    out = load_image(tmp_path / "a.png")
+    out = read_rgb(tmp_path / "a.png")
     assert out.shape == (6, 7, 3) and (out[..., 0] == 200).all() and (out[..., 2] == 10).all()
     assert to_rgb(np.full((3, 3), 0.5)).max() == 128 and to_rgb(gray[..., None]).shape == (12, 10, 3)
 
@@ -134,10 +133,10 @@ def test_grayscale_and_rgba_are_converted(tmp_path: Path) -> None:
 def test_bad_files_give_one_clear_line(tmp_path: Path, mtcnn) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff garbage that is not a jpeg")
-    with pytest.raises(UserError, match=r"cannot decode image .*corrupt.jpg: the file is corrupt"):
-        load_image(corrupt)
+    with pytest.raises(UserError, match=r"image .*corrupt.jpg is corrupt or not an image"):
+        read_rgb(corrupt)
     with pytest.raises(UserError, match="does not exist"):
-        load_image(tmp_path / "absent.png")
+        read_rgb(tmp_path / "absent.png")
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((80, 80, 3), 127, np.uint8))
     with pytest.raises(UserError, match=r"no face found in image .*wall.png") as exc:
@@ -157,7 +156,7 @@ def test_align_folder_keeps_layout_and_reports(tmp_path: Path, capsys: pytest.Ca
     det = FakeDetector([[0, 0, 200, 200]], [(tpl + 30).tolist()])
     report = align_folder(src, dst, "dlib150", detector=det, progress=False)
     assert report["aligned"] == 2 and report["unreadable"][0]["file"] == "bob/broken.jpg"
-    assert load_image(dst / "alice" / "x" / "one.png").shape == (150, 150, 3)
+    assert read_rgb(dst / "alice" / "x" / "one.png").shape == (150, 150, 3)
     assert (dst / "bob" / "two.png").is_file()
     assert json.loads((dst / "align_report.json").read_text())["aligned"] == 2
     no_face = align_folder(src, tmp_path / "dst2", "casia110", detector=FakeDetector([], []), progress=False)

@@ -180,12 +180,13 @@ def test_same_person_below_threshold_different_above() -> None:
     skdata = pytest.importorskip("skimage.data")
     from facenet_pytorch import MTCNN
 
-    from scout_exp.data.align import align_face, load_image
+    from scout_exp.data.align import align_face
+    from scout_exp.data.images import read_rgb
 
     net = create_model("face_descriptor", 128, weights_dir=str(weights)).eval()
     pre = Preprocess(FACE_DESCRIPTOR_INPUT)
     people = {
-        "hopper": load_image(matplotlib_cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+        "hopper": read_rgb(matplotlib_cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
         "collins": skdata.astronaut(),
     }
     detector = MTCNN(keep_all=True, min_face_size=80, device="cpu")

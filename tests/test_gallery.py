@@ -107,14 +107,15 @@ def test_real_descriptor_gallery_recognises_sample_faces() -> None:
         pytest.skip(f"face_descriptor weights not cached ({err})")
     cbook = pytest.importorskip("matplotlib.cbook")
     skdata = pytest.importorskip("skimage.data")
-    from scout_exp.data.align import load_image, warp_to_template
+    from scout_exp.data.align import warp_to_template
+    from scout_exp.data.images import read_rgb
     from scout_exp.data.transforms import Preprocess
     from scout_exp.models import create_model
     from scout_exp.models.face_descriptor import FACE_DESCRIPTOR_INPUT
 
     # MTCNN's landmarks on the two sample images (measured once; detection is tested in test_align.py)
     hopper, _ = warp_to_template(
-        load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+        read_rgb(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
         np.array([[221.67, 192.21], [309.83, 186.13], [269.36, 239.17], [232.65, 279.65], [306.64, 275.93]]),
         "dlib150",
     )

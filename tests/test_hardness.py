@@ -296,5 +296,5 @@ def test_head_config_builds_the_module() -> None:
 
     cfg = check_overrides("train", ["head=hardness", "model=resnet18"])
     module = build_module(cfg, num_classes=4)
-    assert isinstance(module, HardnessModule) and module.hparams.trunk == "separate"
-    assert module.predictor.trunk is not None and module.model.fc.out_features == 4
+    assert isinstance(module, HardnessModule) and module.hparams.trunk == "shared"
+    assert module.predictor.trunk is None and module.model.fc.out_features == 4

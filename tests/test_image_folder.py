@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scout_exp.data.image_folder import ImageFolderFaces, read_rgb
+from scout_exp.data.image_folder import ImageFolderFaces
+from scout_exp.data.images import read_rgb
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 
@@ -89,5 +90,5 @@ def test_missing_and_empty_roots(tmp_path: Path) -> None:
 
 
 def test_read_rgb_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="cannot read image"):
+    with pytest.raises(UserError, match="missing.png does not exist"):
         read_rgb(tmp_path / "missing.png")

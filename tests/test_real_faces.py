@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from scout_exp.cli import check_overrides
-from scout_exp.data.align import get_template, load_image
+from scout_exp.data.align import get_template
+from scout_exp.data.images import read_rgb
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.faces import FaceLoader, enrol_gallery, gallery_images, jitter_matrix
@@ -307,7 +308,7 @@ def test_vggface2_on_photographs_uses_section3_preprocessing(tmp_path: Path) -> 
                        "logger=none", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     pair = json.loads((run_dir(tmp_path, "explain") / "explanations.json").read_text())["pairs"][0]
-    crops = [align_face(load_image(p), "vggface2_224").image for p in images]
+    crops = [align_face(read_rgb(p), "vggface2_224").image for p in images]
     bgr_mean = np.array([91.4953, 103.8827, 131.0912], np.float32)
     x = torch.from_numpy(np.stack([(c[..., ::-1].astype(np.float32) - bgr_mean).transpose(2, 0, 1) for c in crops]))
     with torch.no_grad():

@@ -28,10 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from scout_exp.data.images import IMAGE_EXTENSIONS, read_rgb, to_rgb
 from scout_exp.errors import UserError, exit_on_user_error
 from scout_exp.io import save_image, save_json
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 # dlib mean face shape (interpolation.h, points 17-67 in [0, 1]); only the points used here.
 _DLIB_EYE_LEFT_X = (0.121737, 0.187122, 0.265825, 0.334606, 0.260918, 0.182743)  # points 36-41
@@ -94,45 +93,6 @@ def get_template(name: str) -> Template:
     if name not in TEMPLATES:
         raise UserError(f"unknown alignment template {name!r}; choose one of: {', '.join(TEMPLATES)}")
     return TEMPLATES[name]
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """Grayscale (H, W) / (H, W, 1), RGBA (H, W, 4; alpha dropped) or 16-bit images -> uint8 RGB (H, W, 3).
-
-    Float images are read as 0-1 when their maximum is at most 1, else as 0-255.
-    """
-    arr = np.asarray(image)
-    if arr.dtype == np.uint16:
-        arr = (arr // 257).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.rint(np.nan_to_num(arr)), 0, 255).astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return np.ascontiguousarray(arr[..., :3])
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        return np.ascontiguousarray(arr)
-    raise UserError(f"image has shape {arr.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-
-
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as uint8 RGB (grayscale and RGBA converted); one clear error if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"image {path} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if decoded is None:
-        raise UserError(f"cannot decode image {path}: the file is corrupt or not an image")
-    if decoded.ndim == 3 and decoded.shape[2] == 4:
-        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA)
-    elif decoded.ndim == 3 and decoded.shape[2] == 3:
-        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    return to_rgb(decoded)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -212,7 +172,7 @@ def align_face(
     source = None
     if isinstance(image_rgb, (str, os.PathLike)):
         source = Path(image_rgb)
-        image = load_image(source)
+        image = read_rgb(source)
     else:
         image = to_rgb(image_rgb)
     get_template(template)
@@ -235,7 +195,7 @@ def align_face(
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted), by suffix."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def align_folder(
@@ -251,14 +211,14 @@ def align_folder(
     get_template(template)
     images = list_images(src)
     if not images:
-        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {src}")
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {src}")
     report: dict[str, Any] = {
         "template": template, "source": str(src), "aligned": 0, "no_face": [], "unreadable": [],
     }
     for path in tqdm(images, desc=f"aligning ({template})", unit="img", disable=not progress):
         rel = path.relative_to(src)
         try:
-            image = load_image(path)
+            image = read_rgb(path)
         except UserError as err:
             report["unreadable"].append({"file": rel.as_posix(), "reason": str(err)})
             continue

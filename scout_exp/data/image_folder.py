@@ -12,25 +12,10 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes, make_dataset
 
+from scout_exp.data.images import IMAGE_EXTENSIONS, read_rgb
 from scout_exp.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 _MAX_LISTED = 5
-
-
-def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to uint8 RGB (H, W, 3); grayscale is replicated, alpha dropped.
-
-    Bytes are read by numpy and decoded by ``cv2.imdecode`` so that non-ASCII paths work too.
-    """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise UserError(f"cannot read image {path} ({err.strerror}); check that it exists and is readable") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise UserError(f"image {path} is corrupt or not an image; remove it or re-export it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class ImageFolderFaces(Dataset):

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scout_exp.data.datamodules import FaceDataModule
-from scout_exp.data.image_folder import read_rgb
+from scout_exp.data.images import read_rgb
 from scout_exp.errors import UserError
 from scout_exp.evaluation.templates import (
     TemplateSet,

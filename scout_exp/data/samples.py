@@ -21,9 +21,9 @@ SAMPLE_PREFIX = "sample:"
 def _grace_hopper() -> np.ndarray:
     from matplotlib import cbook
 
-    from scout_exp.data.align import load_image
+    from scout_exp.data.images import read_rgb
 
-    return load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    return read_rgb(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
 def _eileen_collins() -> np.ndarray:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from scout_exp.data.align import IMAGE_SUFFIXES, align_face, get_template, list_images, load_image
+from scout_exp.data.align import align_face, get_template, list_images
+from scout_exp.data.images import IMAGE_EXTENSIONS, read_rgb
 from scout_exp.data.samples import is_sample, sample_image, sample_name
 from scout_exp.errors import UserError
 from scout_exp.models.gallery import GalleryClassifier, enrol
@@ -50,7 +51,7 @@ class FaceLoader:
 
     def read(self, spec: str) -> np.ndarray:
         """The photo as uint8 RGB, not aligned."""
-        return sample_image(spec) if is_sample(spec) else load_image(spec)
+        return sample_image(spec) if is_sample(spec) else read_rgb(spec)
 
     def __call__(self, spec: str) -> np.ndarray:
         """The (aligned) face of ``spec``."""
@@ -139,7 +140,7 @@ def gallery_images(gallery_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
             if images:
                 found[sub.name] = images
         if not found:
-            raise UserError(f"gallery folder {root} holds no images ({', '.join(IMAGE_SUFFIXES)}); put each "
+            raise UserError(f"gallery folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}); put each "
                             f"identity's images in {root}/<name>/")
     for name, images in (gallery_cfg.get("identities") or {}).items():
         specs = [images] if isinstance(images, str) else list(images or [])

@@ -64,7 +64,7 @@ def embed_images(
     batch_size: int = 32,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N, D) of images (uint8 RGB arrays or paths), in eval mode."""
-    from scout_exp.data.align import load_image, to_rgb
+    from scout_exp.data.images import read_rgb, to_rgb
 
     was_training = embedder.training
     embedder.eval()
@@ -72,7 +72,7 @@ def embed_images(
         out = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            arrays = [load_image(im) if isinstance(im, (str, os.PathLike)) else to_rgb(im) for im in chunk]
+            arrays = [read_rgb(im) if isinstance(im, (str, os.PathLike)) else to_rgb(im) for im in chunk]
             batch = torch.stack([preprocess(a) for a in arrays])
             device = next(embedder.parameters(), torch.empty(0)).device
             out.append(F.normalize(embedder(batch.to(device)), dim=1).cpu())
