@@ -14,43 +14,40 @@ from torch.utils.data import DataLoader, TensorDataset
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.module import ClassifierModule
 
-BATCH = 32
-STEPS = 24
-SIZE = 112
-
-
-def main() -> dict[str, Any]:
+def main(batch: int = 32, steps: int = 24, size: int = 112) -> dict[str, Any]:
     """Samples/s of each loop (same init, data, optimiser, precision), and their ratio."""
     torch.manual_seed(0)
-    data = _prerendered(BATCH * STEPS)
+    data = _prerendered(batch * steps, size)
     module = ClassifierModule("resnet18", num_classes=20, scheduler="none",
                               optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9))
-    plain = _plain_loop(copy.deepcopy(module.model), data)
-    lightning = _lightning_loop(module, data)
+    plain = _plain_loop(copy.deepcopy(module.model), data, batch)
+    lightning = _lightning_loop(module, data, batch)
     return {
         "bench": "train",
         "model": "resnet18",
-        "image_size": SIZE,
-        "batch_size": BATCH,
-        "steps": STEPS,
+        "image_size": size,
+        "batch_size": batch,
+        "steps": steps,
         "plain_samples_per_s": round(plain, 2),
         "lightning_samples_per_s": round(lightning, 2),
         "ratio": round(lightning / plain, 3),
     }
 
 
-def _prerendered(n: int) -> TensorDataset:
+def _prerendered(n: int, size: int) -> TensorDataset:
     """FaceParts samples rendered once, so both loops read identical tensors."""
     from scout_exp.data.datamodules import FacePartsDataModule
+    from scout_exp.data.transforms import InputSpec
 
-    dm = FacePartsDataModule(num_identities=20, images_per_identity=max(1, n // 20), image_size=SIZE)
+    dm = FacePartsDataModule(num_identities=20, images_per_identity=-(-n // 20), image_size=max(size, 96),
+                             input_spec=InputSpec(size=size))
     dm.setup()
     xs, ys = zip(*(dm.dataset[i] for i in range(n)))
     return TensorDataset(torch.stack(xs), torch.tensor(ys))
 
 
-def _plain_loop(model: torch.nn.Module, data: TensorDataset) -> float:
-    loader = DataLoader(data, batch_size=BATCH, shuffle=True, drop_last=True)
+def _plain_loop(model: torch.nn.Module, data: TensorDataset, batch: int) -> float:
+    loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     for epoch in range(2):  # the first epoch is a warm-up, as Lightning's first is below
@@ -67,8 +64,8 @@ def _plain_loop(model: torch.nn.Module, data: TensorDataset) -> float:
     return samples / elapsed
 
 
-def _lightning_loop(module: ClassifierModule, data: TensorDataset) -> float:
-    loader = DataLoader(data, batch_size=BATCH, shuffle=True, drop_last=True)
+def _lightning_loop(module: ClassifierModule, data: TensorDataset, batch: int) -> float:
+    loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     for _ in range(2):  # the first fit is a warm-up, as the plain loop's first epoch is
         meter = TrainThroughput()
         pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, precision="bf16-mixed", logger=False,
