@@ -108,7 +108,11 @@ def _record_failure(output_dir: Path, message: str) -> None:
 def _user_message(err: Exception) -> str:
     if isinstance(err, MissingMandatoryValue):
         return f"{err.full_key} is not set; pass {err.full_key}=... on the command line"
-    return str(err)
+    # a UserError raised in a DataLoader worker comes back re-raised with the worker's traceback
+    # in its message; its last line holds the original one-line message
+    lines = str(err).strip().splitlines()
+    prefix = f"{UserError.__module__}.{UserError.__name__}: "
+    return next((line[len(prefix):] for line in reversed(lines) if line.startswith(prefix)), str(err))
 
 
 def _unknown_option(err: MissingConfigException) -> str:

@@ -92,6 +92,6 @@ def test_unreadable_image_in_folder_is_one_line(tmp_path: Path) -> None:
             cv2.imwrite(str(root / ident / f"{k}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
     (root / "bob" / "broken.jpg").write_bytes(b"not a jpeg at all")
     line = _one_error_line(run_entry("train.py", "data=image_folder", f"data.root={root}", "data.batch_size=4",
-                                     "data.num_workers=0", "data.val_fraction=0.25", "model.input.size=32",
+                                     "data.num_workers=1", "data.val_fraction=0.25", "model.input.size=32",
                                      "trainer.max_epochs=1", "logger=none", "figure_samples=0", cwd=tmp_path))
     assert "broken.jpg" in line
