@@ -350,3 +350,23 @@ def test_bench_model_smoke() -> None:
     assert res["layer"] == "layer4.1.conv2"
     assert res["max_abs_diff_normalised"] <= 1e-4
     assert res["engine_wall_s"] > 0 and res["pgc_over_engine_cpu"] > 0
+
+
+def test_scorecam_adapter_matches_pytorch_grad_cam_inside_scout() -> None:
+    """Methods that forward masked batches (ScoreCAM) keep each sample's class ids (no re-chosen y*)."""
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchvision.models import resnet18
+
+    from scout_exp.explain.scout import ScoutExplainer
+
+    torch.manual_seed(0)
+    model = resnet18(num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    ys, yc = torch.tensor([1, 2]), torch.tensor([3, 4])
+    explained = ScoutExplainer(model, "pgc:ScoreCAM", "layer4").explain(x, ys, yc)
+    assert explained.y_star.tolist() == [1, 2] and explained.y_counter.tolist() == [3, 4]
+    with ScoreCAM(model, [model.layer4]) as cam:
+        cam.batch_size = 64
+        reference = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in ys])
+    torch.testing.assert_close(explained.class_map, torch.from_numpy(reference), atol=1e-4, rtol=1e-4)

@@ -68,6 +68,8 @@ def test_two_images_with_default_classes(trained: Path, tmp_path: Path) -> None:
         ("images=[/no/such/face.png]", "does not exist"),
         ("attribution.layer=layer9", "layer9"),
         ("classes=[0,99]", "99"),
+        ("classes=[1,1]", "must differ"),
+        ("segment.area_fraction=10", "10% is 0.1"),
     ],
 )
 def test_bad_input_is_one_line(trained: Path, tmp_path: Path, override: str, expected: str) -> None:
@@ -96,3 +98,31 @@ def test_hardness_head_end_to_end(tmp_path: Path, trunk: str) -> None:
     assert record["summary"]["confidence"] == "hardness"
     confidence = record["pairs"][0]["image_1"]["confidence"]
     assert 0.0 <= confidence <= 1.0
+
+
+def test_pairs_csv_tolerates_spaces_and_bom(tmp_path: Path) -> None:
+    from scout_exp.explain.pairs import pairs_from_csv
+
+    fp = FaceParts(num_identities=4, images_per_identity=12, image_size=96)
+    for i in (0, 1):
+        save_image(fp.render(i).image, tmp_path / f"f{i}.png")
+    (tmp_path / "pairs.csv").write_text("\ufeffimage_1, image_2, class_1, class_2\nf0.png, f1.png, 0, 1\n")
+    (pair,) = pairs_from_csv(tmp_path / "pairs.csv")
+    assert pair.image_2 == str(tmp_path / "f1.png") and (pair.class_1, pair.class_2) == (0, 1)
+
+
+def test_explain_skips_failed_training_runs(trained: Path, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from scout_exp.cli import check_overrides
+    from scout_exp.explain.recogniser import newest_checkpoint
+
+    cfg = check_overrides("explain", list(DATA))
+    good = next(trained.glob("train/runs/*"))
+    assert newest_checkpoint(trained / "train", cfg) == good / "checkpoints" / "last.ckpt"
+    crashed = tmp_path / "train" / "runs" / "crashed"
+    (crashed / "checkpoints").mkdir(parents=True)
+    (crashed / "checkpoints" / "last.ckpt").write_bytes(b"half-trained")
+    (crashed / "config_resolved.yaml").write_text(OmegaConf.to_yaml(OmegaConf.load(good / "config_resolved.yaml")))
+    (crashed / "summary.json").write_text('{"status": "failed", "error": "interrupted"}')
+    assert newest_checkpoint(tmp_path / "train", cfg) is None

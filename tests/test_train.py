@@ -95,3 +95,15 @@ def test_unreadable_image_in_folder_is_one_line(tmp_path: Path) -> None:
                                      "data.num_workers=1", "data.val_fraction=0.25", "model.input.size=32",
                                      "trainer.max_epochs=1", "logger=none", "figure_samples=0", cwd=tmp_path))
     assert "broken.jpg" in line
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("ckpt_path=/no/such/run/last.ckpt",), "does not exist"),
+        (("train=false",), "train=false evaluates a trained network"),
+    ],
+)
+def test_bad_checkpoint_requests_are_one_line(tmp_path: Path, overrides: tuple[str, ...], expected: str) -> None:
+    line = _one_error_line(run_entry("train.py", *TINY, "logger=none", *overrides, cwd=tmp_path))
+    assert expected in line

@@ -30,39 +30,20 @@ def pgc_class_names() -> list[str]:
     )
 
 
-class _OutputRecorder(nn.Module):
-    """Wraps the model and keeps its last full-batch output, so per-sample targets can see the batch."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.output: Tensor | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Run the model and remember its output."""
-        self.output = self.model(x)
-        return self.output
-
-
 class _SampleTarget:
-    """A pytorch-grad-cam target: value ``targets(full_output)[i, t]`` for sample ``i``.
+    """A pytorch-grad-cam target: ``targets`` evaluated on one output row as if it were sample ``i``.
 
-    pytorch-grad-cam calls each sample's target on that sample's output row; evaluating the user's
-    batch-level ``targets`` on the recorded full output (cached per forward) keeps targets that
-    depend on the whole batch (argmax, a label vector) correct.
+    pytorch-grad-cam applies sample ``i``'s target to rows of whatever it forwards (the sample
+    itself, or ScoreCAM's masked copies of it); ``targets`` must be row-wise (row r belongs to
+    sample r mod B), so broadcasting the row to the batch and reading entry ``[i, t]`` scores it
+    with sample ``i``'s class ids.
     """
 
-    def __init__(
-        self, recorder: _OutputRecorder, targets: TargetFn, i: int, t: int, cache: dict
-    ) -> None:
-        self.recorder, self.targets, self.i, self.t, self.cache = recorder, targets, i, t, cache
+    def __init__(self, targets: TargetFn, batch: int, i: int, t: int) -> None:
+        self.targets, self.batch, self.i, self.t = targets, batch, i, t
 
-    def __call__(self, _sample_output: Tensor) -> Tensor:
-        out = self.recorder.output
-        if self.cache.get("output") is not out:
-            q = self.targets(out)
-            self.cache.update(output=out, q=q[:, None] if q.dim() == 1 else q)
-        return self.cache["q"][self.i, self.t]
+    def __call__(self, sample_output: Tensor) -> Tensor:
+        return _as_2d(self.targets(sample_output[None].expand(self.batch, *sample_output.shape)))[self.i, self.t]
 
 
 class PgcAttribution(BaseAttribution):
@@ -84,22 +65,20 @@ class PgcAttribution(BaseAttribution):
         self.cam_kwargs = cam_kwargs
 
     def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:
-        """(B, T, H, W) pytorch-grad-cam maps, one CAM call per target; parameter grads left as found."""
-        recorder = _OutputRecorder(self.model)
+        """(B, T, H, W) pytorch-grad-cam maps, one CAM call per target; parameter grads left as found.
+
+        ``targets`` must be row-wise (see :class:`_SampleTarget`)."""
         modes = [(m, m.training) for m in self.model.modules()]
         saved = [(p, p.grad) for p in self.model.parameters()]
         cam = None
         try:
-            cam = self.cam_class(recorder, [self.layer], **self.cam_kwargs)
+            cam = self.cam_class(self.model, [self.layer], **self.cam_kwargs)
             self.model.eval()
             with torch.no_grad():
                 n_targets = _n_targets(targets(self.model(x)))
             maps = []
             for t in range(n_targets):
-                cache: dict = {}
-                pgc_targets = [
-                    _SampleTarget(recorder, targets, i, t, cache) for i in range(x.shape[0])
-                ]
+                pgc_targets = [_SampleTarget(targets, x.shape[0], i, t) for i in range(x.shape[0])]
                 maps.append(torch.from_numpy(cam(input_tensor=x, targets=pgc_targets)))
         finally:
             if cam is not None:

@@ -97,11 +97,11 @@ def pairs_from_csv(path: str | Path) -> list[Pair]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pairs file {path} does not exist")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: spreadsheets write a BOM
+        reader = csv.DictReader(fh, skipinitialspace=True)
         if not reader.fieldnames or "image_1" not in reader.fieldnames:
             raise UserError(f"pairs file {path} needs a header with image_1[,image_2,class_1,class_2]")
-        rows = list(reader)
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     pairs = []
     for n, row in enumerate(rows):
         images = [row["image_1"]] + ([row["image_2"]] if row.get("image_2") else [])
@@ -150,6 +150,8 @@ def _opt_int(value: Any) -> int | None:
 def check_classes(pairs: Sequence[Pair], num_classes: int) -> None:
     """Refuse class ids the recogniser does not have, naming the pair and the valid range."""
     for pair in pairs:
+        if pair.class_1 is not None and pair.class_1 == pair.class_2:
+            raise UserError(f"{pair.name}: class_1 and class_2 are both {pair.class_1}; they must differ")
         for cls in (pair.class_1, pair.class_2):
             if cls is not None and not 0 <= cls < num_classes:
                 raise UserError(f"{pair.name}: class id {cls} is out of range; the recogniser has "

@@ -9,6 +9,7 @@ class, counter-class and confidence maps apply unchanged. ``mode=verify`` uses t
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import subprocess
 import sys
@@ -190,6 +191,8 @@ def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
         ckpt = run / "checkpoints" / "last.ckpt"
         resolved = run / "config_resolved.yaml"
         if not ckpt.is_file() or not resolved.is_file():
+            continue
+        if json.loads(summary.read_text() or "{}").get("status") != "ok":  # a crashed run keeps its last.ckpt
             continue
         other = OmegaConf.load(resolved)
         same = (other.model.name == cfg.model.name and other.head.name == cfg.head.name

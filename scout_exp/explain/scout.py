@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from scout_exp.attribution.base import (
     BaseAttribution,
+    frozen_eval,
     create_attribution,
     layer_gradients,
     resolve_layer,
@@ -129,7 +130,7 @@ class ScoutExplainer:
                 conf_map = confidence_map(lg.activations, lg.gradients[:, 2:3])[:, 0]
                 conf = lg.targets[:, 2]
         else:
-            class_maps = self.attribution(x, class_targets)
+            class_maps = self.attribution(x, self._fixed_class_targets(x, y_star, y_counter, chosen))
             if shared_conf:
                 lg = layer_gradients(self.model, self.attribution.layer, x, self._score)
                 conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
@@ -187,6 +188,32 @@ class ScoutExplainer:
         else:
             ys, yc = y_star, y_counter
         return self.explain(x, ys, yc), self.explain(x_counter, yc, ys)
+
+    def _fixed_class_targets(
+        self, x: Tensor, y_star: Tensor | int | None, y_counter: Tensor | int | None, chosen: dict[str, Tensor]
+    ) -> Callable[[Tensor], Tensor]:
+        """Class targets with the ids resolved once on ``x``, for third-party methods.
+
+        Adapters forward other batches than ``x`` (ScoreCAM's masked copies of one sample, Captum's
+        ``n_steps`` block-wise expansions); the returned targets read row ``r`` with the ids of
+        sample ``r mod B`` and so stay correct on any such batch.
+        """
+        with torch.no_grad(), frozen_eval(self.model):
+            logits = self.logits_fn(self.model(x))
+        ys = _class_ids(y_star, logits, "y_star")
+        ys = logits.argmax(dim=1) if ys is None else ys
+        yc = _class_ids(y_counter, logits, "y_counter")
+        yc = _best_other(logits, ys) if yc is None else yc
+        if bool((ys == yc).any()):
+            raise UserError("the counter class must differ from the explained class for every image")
+        chosen.update(y_star=ys, y_counter=yc, logits=logits)
+        ids = torch.stack([ys, yc], dim=1)
+
+        def targets(out: Tensor) -> Tensor:
+            rows = self.logits_fn(out)
+            return rows.gather(1, ids.to(rows.device).repeat(rows.shape[0] // ids.shape[0], 1))
+
+        return targets
 
     def _score(self, out: Tensor) -> Tensor:
         """The confidence score s(x) (B,) computed from the model output (Eq. 11-13)."""

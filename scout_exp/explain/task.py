@@ -45,6 +45,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     mode = cfg.get("mode", "scout")
     if mode not in MODES:
         raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if cfg.segment.threshold is None and not 0 < cfg.segment.area_fraction <= 1:
+        raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
     faceparts, pairs = select_pairs(cfg)
@@ -104,6 +106,9 @@ def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: 
     if cfg.attribution.method != "gradxact":
         raise UserError(f"mode=verify maps the cosine similarity with gradient x activation; drop "
                         f"attribution={cfg.attribution.method} (or use attribution=gradxact)")
+    # verification pairs are few: one device, the first GPU when the trainer config allows one
+    use_gpu = torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+    recogniser.embedder.to("cuda" if use_gpu else "cpu")
     explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
     records = explain_pairs(explainer, dataset, out, threshold=recogniser.same_person_distance,
                             batch_size=cfg.batch_size, max_figures=cfg.max_figures, save_maps=cfg.save_maps)

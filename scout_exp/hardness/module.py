@@ -41,7 +41,14 @@ from scout_exp.hardness.predictor import (
     hardness_part,
     logits_part,
 )
-from scout_exp.training.module import ClassifierModule, OptimizerFactory, load_weights, read_checkpoint
+from scout_exp.training.module import (
+    ClassifierModule,
+    OptimizerFactory,
+    load_state,
+    load_weights,
+    read_checkpoint,
+    state_dict_of,
+)
 
 EVAL_SPLITS = ("val", "test")
 
@@ -256,5 +263,5 @@ def load_hardness(path: str | Path) -> HardnessModule:
         raise UserError(f"{path} is not a hardness checkpoint (no trunk hyper-parameter); train one with head=hardness")
     hparams = {k: v for k, v in hparams.items() if k not in ("init_from", "classifier_ckpt")}
     module = HardnessModule(**hparams)
-    module.load_state_dict(ckpt["state_dict"])
+    load_state(module, state_dict_of(ckpt, path), path)
     return module.eval()

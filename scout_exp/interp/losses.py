@@ -22,7 +22,7 @@ GAUSSIAN_3X3 = torch.tensor(
     ],
     dtype=torch.float64,
 )
-"""Fixed smoothing kernel of L_SAD: the normalised 3x3 Gaussian with sigma = 1 of the reference code."""
+"""Fixed smoothing kernel of L_SAD: the reference code's normalised 3x3 Gaussian (sigma = 1.5)."""
 
 
 def _mean_offdiag_cos2(vectors: torch.Tensor, eps: float) -> torch.Tensor:

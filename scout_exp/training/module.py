@@ -151,5 +151,25 @@ def load_classifier(path: str | Path) -> ClassifierModule:
     # subclasses (hardness, interpretable FR) add options; their classifier is this module's ``model``
     accepted = set(inspect.signature(ClassifierModule.__init__).parameters) - {"self", "init_from"}
     module = ClassifierModule(**{k: v for k, v in hparams.items() if k in accepted})
-    module.model.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    state = {k[len("model."):]: v for k, v in state_dict_of(ckpt, path).items() if k.startswith("model.")}
+    load_state(module.model, state, path)
     return module.eval()
+
+
+def state_dict_of(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's state dict, or a one-line error naming the file."""
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds no state_dict; pass a checkpoint written by train.py")
+    return state
+
+
+def load_state(module: nn.Module, state: dict[str, Any], path: str | Path) -> None:
+    """Strict ``load_state_dict`` whose failure (a network changed since the run) is one line."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise UserError(f"checkpoint {path} does not fit the network it names ({detail}); "
+                        "was it written by another version of the model code?") from None

@@ -8,17 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
 from scout_exp.data.transforms import InputSpec
+from scout_exp.errors import UserError
 from scout_exp.io import save_json
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.figures import save_samples_figure
+from scout_exp.training.module import load_weights
 
 log = logging.getLogger(__name__)
+#: ckpt_path values that Lightning resolves itself
+LIGHTNING_CKPT_KEYWORDS = ("best", "last", "hpc", "registry")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -42,6 +46,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         figure = save_samples_figure(datamodule, out / "figures" / "samples.png", cfg.figure_samples)
         _log_image(loggers, "samples", figure)
 
+    if cfg.ckpt_path and str(cfg.ckpt_path) not in LIGHTNING_CKPT_KEYWORDS:
+        if "://" in str(cfg.ckpt_path):
+            raise UserError(f"ckpt_path must be a local .ckpt file, got {cfg.ckpt_path}")
+        load_weights(module, cfg.ckpt_path)  # one line for a missing, corrupt or mismatched checkpoint
+    elif not cfg.train:
+        raise UserError("train=false evaluates a trained network: pass ckpt_path=<run>/checkpoints/last.ckpt")
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     else:
