@@ -76,17 +76,18 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
 
+    scores = mean_pr(records)
+    curve = scores.pop("pr_curve", None)
     summary = {
         "status": "ok", "task": "explain", "checkpoint": recogniser.source,
         "attribution": cfg.attribution.method, "layer": explainer.attribution.layer_name,
         "confidence": cfg.head.name, "variant": cfg.variant, "pairs": len(records),
-        **{k: v for k, v in mean_pr(records).items() if k != "pr_curve"},
+        **scores,
     }
     if recogniser.class_names is not None:
         summary["gallery"] = recogniser.class_names
     if cfg.get("align"):
         summary["align"] = cfg.align
-    curve = mean_pr(records).get("pr_curve")
     figures = [r["figure"] for r in records if "figure" in r]
     if curve:
         save_pr_figure(out / "figures" / "pr_curve.png", curve["area_fraction"], np.array(curve["precision"]),
