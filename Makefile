@@ -21,6 +21,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	-$(BIN)/python -m scout_exp.zoo fetch face_descriptor  # optional: enables the real-face parity tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -13,8 +13,9 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -112,7 +113,7 @@ def _user_message(err: Exception) -> str:
     # in its message; its last line holds the original one-line message
     lines = str(err).strip().splitlines()
     prefix = f"{UserError.__module__}.{UserError.__name__}: "
-    return next((line[len(prefix):] for line in reversed(lines) if line.startswith(prefix)), str(err))
+    return next((line[len(prefix) :] for line in reversed(lines) if line.startswith(prefix)), str(err))
 
 
 def _unknown_option(err: MissingConfigException) -> str:
@@ -133,8 +134,10 @@ def _unknown_key(cfg: DictConfig, full_key: str) -> str:
     hint = difflib.get_close_matches(key, valid, n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     where = f"under {parent}" if parent else "at the top level"
-    return (f"unknown config key {full_key!r}{maybe}; valid keys {where}: {', '.join(valid)}; "
-            f"prefix with + to add a new key")
+    return (
+        f"unknown config key {full_key!r}{maybe}; valid keys {where}: {', '.join(valid)}; "
+        f"prefix with + to add a new key"
+    )
 
 
 def _without(overrides: list[str], full_key: Any) -> list[str]:

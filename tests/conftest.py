@@ -21,16 +21,28 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``python <script> overrides...`` as a user would, logs under ``cwd``."""
-    env = dict(os.environ, PROJECT_ROOT=str(ROOT), WANDB_MODE="offline", WANDB_SILENT="true",
-               HYDRA_FULL_ERROR="0", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PROJECT_ROOT=str(ROOT),
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        HYDRA_FULL_ERROR="0",
+        PYTHONUNBUFFERED="1",
+    )
     cmd = [sys.executable, str(ROOT / script), f"paths.log_dir={cwd}", *overrides]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 #: Overrides that make a FaceParts training run take seconds on a CPU.
 TINY = (
-    "data.num_identities=4", "data.images_per_identity=12", "data.image_size=96", "data.batch_size=8",
-    "model.input.size=32", "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "figure_samples=4",
+    "data.num_identities=4",
+    "data.images_per_identity=12",
+    "data.image_size=96",
+    "data.batch_size=8",
+    "model.input.size=32",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+    "figure_samples=4",
 )
 
 

@@ -13,7 +13,6 @@ from scout_exp.data.align import (
     TEMPLATES,
     align_face,
     align_folder,
-    apply_transform,
     main,
     similarity_transform,
 )

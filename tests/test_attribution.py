@@ -33,9 +33,12 @@ class TinyCNN(nn.Module):
     def __init__(self, n_classes: int = 5) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(4, 6, 3, padding=1, stride=2), nn.ReLU(inplace=True),
-            nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4, 6, 3, padding=1, stride=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, n_classes)
@@ -121,7 +124,7 @@ def make(case: str) -> nn.Module:
     return TinyCNN() if case == "tiny" else tiny_resnet()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(case: str) -> tuple[nn.Module, torch.Tensor, np.ndarray, np.ndarray]:
     """Model, input and the direct-autograd (f, g) of a case, computed once per session."""
     layer, size = CASES[case]

@@ -94,8 +94,12 @@ def test_list_length_mismatch(files) -> None:
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("", "is empty"), ("a.jpg,0,zero,1.0\n", "line 1 is not"), ("a.jpg,0\n", "line 1 is not"),
-     ("a.jpg,0,-1,0\n", "negative")],
+    [
+        ("", "is empty"),
+        ("a.jpg,0,zero,1.0\n", "line 1 is not"),
+        ("a.jpg,0\n", "line 1 is not"),
+        ("a.jpg,0,-1,0\n", "negative"),
+    ],
 )
 def test_bad_list_files(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "list.dat"

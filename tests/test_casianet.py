@@ -86,7 +86,6 @@ def test_peak_mask_gradient_only_through_kept() -> None:
     assert torch.equal(m.grad.flatten(), kept)
 
 
-
 def test_training_step_backpropagates() -> None:
     from scout_exp.interp.losses import interp_total_loss
     from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_with_landmarks

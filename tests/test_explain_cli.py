@@ -53,8 +53,14 @@ def test_two_images_with_default_classes(trained: Path, tmp_path: Path) -> None:
     paths = [save_image(fp.render(i).image, tmp_path / f"face{i}.png") for i in (0, 1)]
     ckpt = next(trained.glob("train/runs/*/checkpoints/last.ckpt"))
     out = tmp_path / "logs"
-    result = run_entry("explain.py", f"images=[{paths[0]},{paths[1]}]", f"ckpt_path={ckpt}",
-                       "attribution=gradcampp", "logger=none", cwd=out.parent)
+    result = run_entry(
+        "explain.py",
+        f"images=[{paths[0]},{paths[1]}]",
+        f"ckpt_path={ckpt}",
+        "attribution=gradcampp",
+        "logger=none",
+        cwd=out.parent,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(next(out.parent.glob("explain/runs/*/explanations.json")).read_text())
     pair = record["pairs"][0]

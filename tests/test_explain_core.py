@@ -190,9 +190,7 @@ def test_scout_explainer_softmax(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(3, 3, 8, 8)
     calls = []
     real = base_mod.layer_gradients
-    monkeypatch.setattr(
-        "scout_exp.explain.scout.layer_gradients", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    monkeypatch.setattr("scout_exp.explain.scout.layer_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
     exp = ScoutExplainer(model, "gradxact", "conv2", confidence="softmax").explain(x)
     assert len(calls) == 1
     logits = model(x).detach()
@@ -237,8 +235,12 @@ def test_scout_explainer_hardness_shared_and_separate() -> None:
     x = torch.randn(2, 3, 8, 8)
     shared = TwoHeadNet().eval()
     exp = ScoutExplainer(
-        shared, "gradxact", "conv2", confidence="hardness",
-        logits_fn=lambda out: out[0], hardness_fn=lambda out: out[1],
+        shared,
+        "gradxact",
+        "conv2",
+        confidence="hardness",
+        logits_fn=lambda out: out[0],
+        hardness_fn=lambda out: out[1],
     ).explain(x)
     logits, hard = shared(x)
     torch.testing.assert_close(exp.confidence, 1 - hard.detach())

@@ -129,8 +129,14 @@ def test_counterfactual_changes_only_swapped_parts(difficulty: float) -> None:
     margin = blur_radius(112, difficulty)
     assert margin == {0.0: 2, 1.0: 6, 1.5: 9}[difficulty]
     fp = FaceParts(num_identities=10, images_per_identity=6, difficulty=difficulty, seed=5)
-    swaps = [{"nose": 7}, {"left_eye": 3, "mouth": 4}, {"hair": 1}, {"face": 9}, {"beard": 2},
-             {"right_brow": 6, "glasses": 8}]
+    swaps = [
+        {"nose": 7},
+        {"left_eye": 3, "mouth": 4},
+        {"hair": 1},
+        {"face": 9},
+        {"beard": 2},
+        {"right_brow": 6, "glasses": 8},
+    ]
     for index, swap in zip(range(0, 60, 7), swaps):
         s = fp.render(index)
         cf = fp.render(index, swap=swap)
@@ -170,7 +176,7 @@ def test_landmarks_lie_on_their_parts_under_pose() -> None:
         xy = np.rint(s.landmarks).astype(int)
         names = ("left_eye", "right_eye", "nose", "mouth", "mouth")
         for (x, y), part, radius in zip(xy, names, (0, 0, 1, 1, 1)):
-            window = s.parts[y - radius:y + radius + 1, x - radius:x + radius + 1]
+            window = s.parts[y - radius : y + radius + 1, x - radius : x + radius + 1]
             if (window == occluder).any():
                 continue
             assert (window == _label(part)).any(), (index, part)
@@ -202,8 +208,7 @@ def test_dataset_items_and_errors() -> None:
         fp.render(0, swap={"nose": 3})
     with pytest.raises(UserError):
         fp.part_mask(fp.render(0), ["tail"])
-    for bad in ({"image_size": 8}, {"difficulty": -1.0}, {"images_per_identity": 0},
-                {"num_identities": 0}):
+    for bad in ({"image_size": 8}, {"difficulty": -1.0}, {"images_per_identity": 0}, {"num_identities": 0}):
         with pytest.raises(UserError):
             FaceParts(**bad)
 

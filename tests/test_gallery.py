@@ -68,8 +68,10 @@ def test_fc_contract_and_gradients() -> None:
 
 
 def test_enrol_from_folder_means_normalised_embeddings(tmp_path: Path) -> None:
-    people = {"red": [_solid((220, 20, 20), 10, s) for s in range(3)],
-              "blue": [_solid((20, 20, 220), 10, s) for s in range(3, 5)]}
+    people = {
+        "red": [_solid((220, 20, 20), 10, s) for s in range(3)],
+        "blue": [_solid((20, 20, 220), 10, s) for s in range(3, 5)],
+    }
     for name, images in people.items():
         (tmp_path / name).mkdir()
         for k, img in enumerate(images):

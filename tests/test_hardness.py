@@ -58,8 +58,14 @@ def tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _module(**kw: object) -> HardnessModule:
-    options = dict(model_name="tiny_net", num_classes=N_CLASSES, target_layer="conv", scheduler="none",
-                   optimizer=lambda params: torch.optim.SGD(params, lr=0.1), hidden=8)
+    options = dict(
+        model_name="tiny_net",
+        num_classes=N_CLASSES,
+        target_layer="conv",
+        scheduler="none",
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        hidden=8,
+    )
     options.update(kw)
     return HardnessModule(**options)
 
@@ -72,9 +78,18 @@ def _loader(n: int = 16, batch: int = 8) -> DataLoader:
 
 
 def _trainer(tmp_path: Path, callbacks: list[pl.Callback] | None = None, batches: int = 1) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, callbacks=callbacks or [], default_root_dir=tmp_path)
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks or [],
+        default_root_dir=tmp_path,
+    )
 
 
 # ---------------------------------------------------------------- losses against hand computations
@@ -129,8 +144,12 @@ class Snapshots(pl.Callback):
         self.states: list[dict[str, dict[str, torch.Tensor]]] = []
 
     def _take(self, module: HardnessModule) -> None:
-        self.states.append({part: {k: v.detach().clone() for k, v in getattr(module, part).named_parameters()}
-                            for part in ("model", "predictor")})
+        self.states.append(
+            {
+                part: {k: v.detach().clone() for k, v in getattr(module, part).named_parameters()}
+                for part in ("model", "predictor")
+            }
+        )
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: HardnessModule, optimizer: object) -> None:
         self._take(pl_module)
@@ -197,8 +216,10 @@ def test_init_from_takes_a_hardness_or_a_classifier_checkpoint(tmp_path: Path) -
     classifier = _classifier_ckpt(tmp_path / "c.ckpt")
     from_classifier = _module(init_from=str(tmp_path / "c.ckpt"))
     assert torch.equal(from_classifier.model.fc.weight, classifier.model.fc.weight)
-    torch.save({"state_dict": from_classifier.state_dict(), "hyper_parameters": dict(from_classifier.hparams)},
-               tmp_path / "h.ckpt")
+    torch.save(
+        {"state_dict": from_classifier.state_dict(), "hyper_parameters": dict(from_classifier.hparams)},
+        tmp_path / "h.ckpt",
+    )
     whole = _module(init_from=str(tmp_path / "h.ckpt"))
     for k, v in from_classifier.state_dict().items():
         assert torch.equal(whole.state_dict()[k], v)

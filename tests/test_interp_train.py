@@ -28,8 +28,16 @@ SPEC = InputSpec(size=48, mean=(0.5,) * 3, std=(0.5,) * 3)
 
 
 def _faceparts(**kw) -> FacePartsDataModule:
-    dm = FacePartsDataModule(num_identities=3, images_per_identity=4, image_size=96, input_spec=SPEC,
-                             val_fraction=0.25, test_fraction=0.25, batch_size=6, **kw)
+    dm = FacePartsDataModule(
+        num_identities=3,
+        images_per_identity=4,
+        image_size=96,
+        input_spec=SPEC,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        batch_size=6,
+        **kw,
+    )
     dm.setup()
     return dm
 
@@ -74,7 +82,7 @@ def test_part_occlusion_blacks_out_the_part_bounding_box() -> None:
     for k in range(x_occ.shape[0]):
         rows, cols = np.nonzero(batch[3][k].numpy() == label)
         expected = np.zeros((48, 48), bool)
-        expected[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+        expected[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
         np.testing.assert_array_equal(masks[k].numpy(), expected)
         assert bool((x_occ[k][:, expected] == -1).all())
         assert torch.equal(x_occ[k][:, ~expected], batch[0][k][:, ~expected])
@@ -136,14 +144,19 @@ def test_pair_verification_matches_sklearn_and_identification_by_hand() -> None:
 
 def test_collected_peaks_match_peak_locations_on_full_maps() -> None:
     maps = torch.zeros(4, 3, 12, 12)
-    maps[:, 0, 2, 3] = 1.0           # filter 0 always at cell (2, 3)
+    maps[:, 0, 2, 3] = 1.0  # filter 0 always at cell (2, 3)
     maps[:, 1, 9, 9] = torch.tensor([1.0, 1.0, 2.0, 0.0])  # filter 1: three faces
     maps[:, 2, 5, 0] = 0.5
-    maps[0, 2, 5, 11] = 1.5          # filter 2 moves on face 0
+    maps[0, 2, 5, 11] = 1.5  # filter 2 moves on face 0
     collector = EvalCollector(peak_frame=(96, 96))
     labels = torch.tensor([0, 1, 0, 1])
-    collector.add(torch.zeros(4, 3, 48, 48), labels, torch.eye(4, 320)[:, :320] + torch.eye(4, 320)[[1, 0, 3, 2]],
-                  maps, occluded_logits=torch.tensor([[1.0, 0], [1.0, 0], [1.0, 0], [0, 1.0]]))
+    collector.add(
+        torch.zeros(4, 3, 48, 48),
+        labels,
+        torch.eye(4, 320)[:, :320] + torch.eye(4, 320)[[1, 0, 3, 2]],
+        maps,
+        occluded_logits=torch.tensor([[1.0, 0], [1.0, 0], [1.0, 0], [0, 1.0]]),
+    )
     result = collector.compute(ranks=(1,), align=False)
     reference = peak_locations(maps, input_size=(96, 96))
     np.testing.assert_allclose(result["locations"], reference.locations.numpy(), atol=1e-9)
@@ -175,8 +188,13 @@ def test_lfw_pairs_module_scores_constructed_features(tmp_path: Path) -> None:
     _write_faces(tmp_path / "lfw", {"Ann": 2, "Bob": 2})
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("1 2\nAnn 1 2\nBob 1 2\nAnn 1 Bob 1\nAnn 2 Bob 2\n")
-    dm = LFWPairsDataModule(root=str(tmp_path / "lfw"), pairs=str(pairs), checkpoint=str(_checkpoint(tmp_path)),
-                            input_spec=SPEC, fars=(0.5,))
+    dm = LFWPairsDataModule(
+        root=str(tmp_path / "lfw"),
+        pairs=str(pairs),
+        checkpoint=str(_checkpoint(tmp_path)),
+        input_spec=SPEC,
+        fars=(0.5,),
+    )
     dm.setup()
     assert dm.num_classes == 3 and len(dm.dataset) == 4 and dm.dataset[0][0].shape == (3, 48, 48)
     names = [p.name for p in dm.files()]
@@ -192,13 +210,22 @@ def test_lfw_pairs_module_scores_constructed_features(tmp_path: Path) -> None:
 def test_ijba_template_protocol_gives_the_expected_tar(tmp_path: Path) -> None:
     _write_faces(tmp_path / "img", {"s": 6})
     meta = tmp_path / "meta.csv"
-    meta.write_text("TEMPLATE_ID,SUBJECT_ID,FILE\n1,10,s/s_0001.jpg\n1,10,s/s_0002.jpg\n2,10,s/s_0003.jpg\n"
-                    "3,20,s/s_0004.jpg\n4,20,s/s_0005.jpg\n4,20,s/s_0006.jpg\n")
+    meta.write_text(
+        "TEMPLATE_ID,SUBJECT_ID,FILE\n1,10,s/s_0001.jpg\n1,10,s/s_0002.jpg\n2,10,s/s_0003.jpg\n"
+        "3,20,s/s_0004.jpg\n4,20,s/s_0005.jpg\n4,20,s/s_0006.jpg\n"
+    )
     comparisons = tmp_path / "pairs.csv"
     comparisons.write_text("1,2\n3,4\n1,3\n2,4\n")
-    dm = IJBATemplatesDataModule(root=str(tmp_path / "img"), verify_metadata=str(meta), verify_pairs=str(comparisons),
-                                 gallery=str(meta), probe=str(meta), checkpoint=str(_checkpoint(tmp_path)),
-                                 input_spec=SPEC, fars=(0.01, 0.5))
+    dm = IJBATemplatesDataModule(
+        root=str(tmp_path / "img"),
+        verify_metadata=str(meta),
+        verify_pairs=str(comparisons),
+        gallery=str(meta),
+        probe=str(meta),
+        checkpoint=str(_checkpoint(tmp_path)),
+        input_spec=SPEC,
+        fars=(0.01, 0.5),
+    )
     dm.setup()
     assert len(dm.dataset) == 6
     # template means: T1 = e0, T2 = e0 (genuine 1.0); T3 = e1, T4 = (e1 + e2) / 2 (genuine cos 0.5 after unit rows);
@@ -213,9 +240,18 @@ def test_ijba_template_protocol_gives_the_expected_tar(tmp_path: Path) -> None:
 def test_replication_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for k, (variant, d) in enumerate((("sad_fad", 12.5), ("base", 4.25), ("sad", 9.0))):
         (tmp_path / str(k)).mkdir()
-        (tmp_path / str(k) / "summary.json").write_text(json.dumps({
-            "status": "ok", "variant": variant, "test_acc": 0.9, "test_tar@far=0.01": 0.5,
-            "test_acc_occluded": 0.8, "test_peak_spread_d": d}))
+        (tmp_path / str(k) / "summary.json").write_text(
+            json.dumps(
+                {
+                    "status": "ok",
+                    "variant": variant,
+                    "test_acc": 0.9,
+                    "test_tar@far=0.01": 0.5,
+                    "test_acc_occluded": 0.8,
+                    "test_peak_spread_d": d,
+                }
+            )
+        )
     (tmp_path / "3").mkdir()
     (tmp_path / "3" / "summary.json").write_text(json.dumps({"status": "failed", "error": "boom", "variant": "sad"}))
     assert table_main([str(tmp_path)]) == 0
@@ -228,8 +264,15 @@ def test_replication_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 TINY_INTERP = (
-    "experiment=interp_fr", "data.num_identities=3", "data.images_per_identity=8", "data.test_fraction=0.25",
-    "data.batch_size=6", "model.input.size=32", "trainer.max_epochs=1", "figure_samples=0", "logger=csv",
+    "experiment=interp_fr",
+    "data.num_identities=3",
+    "data.images_per_identity=8",
+    "data.test_fraction=0.25",
+    "data.batch_size=6",
+    "model.input.size=32",
+    "trainer.max_epochs=1",
+    "figure_samples=0",
+    "logger=csv",
 )
 
 
@@ -242,8 +285,15 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     run = run_dir(first)
     summary = json.loads((run / "summary.json").read_text())
-    for key in ("test_acc", "test_tar@far=0.01", "test_eer", "test_rank1", "test_rank5", "test_acc_occluded",
-                "test_peak_spread_d"):
+    for key in (
+        "test_acc",
+        "test_tar@far=0.01",
+        "test_eer",
+        "test_rank1",
+        "test_rank5",
+        "test_acc_occluded",
+        "test_peak_spread_d",
+    ):
         assert isinstance(summary[key], float), key
     assert summary["variant"] == "sad_fad" and (run / "figures" / "peaks.png").stat().st_size > 1000
 
@@ -255,9 +305,21 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path) -> None:
 
     _write_faces(third / "lfw", {"Ann": 2, "Bob": 2})
     (third / "pairs.txt").write_text("Ann 1 2\nBob 1 2\nAnn 1 Bob 1\nAnn 2 Bob 2\n")
-    result = run_entry("train.py", "experiment=interp_fr_real", "data=lfw_pairs", f"data.root={third / 'lfw'}",
-                       f"data.pairs={third / 'pairs.txt'}", "data.num_workers=0", "model.input.size=32",
-                       "train=false", "test=true", f"ckpt_path={ckpt}", "figure_samples=0", "logger=csv", cwd=third)
+    result = run_entry(
+        "train.py",
+        "experiment=interp_fr_real",
+        "data=lfw_pairs",
+        f"data.root={third / 'lfw'}",
+        f"data.pairs={third / 'pairs.txt'}",
+        "data.num_workers=0",
+        "model.input.size=32",
+        "train=false",
+        "test=true",
+        f"ckpt_path={ckpt}",
+        "figure_samples=0",
+        "logger=csv",
+        cwd=third,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lfw = json.loads((run_dir(third) / "summary.json").read_text())
     assert lfw["test_n_pairs"] == 4.0 and 0.0 <= lfw["test_eer"] <= 1.0 and "test_acc" not in lfw
@@ -270,13 +332,17 @@ def test_landmarks_file_puts_the_occluder_where_the_landmarks_say(tmp_path: Path
     _write_faces(tmp_path / "faces", {"a": 1, "b": 1})
     # image a: the reference face itself; image b: the same face shifted 11 px right in a 110 frame
     ref = REFERENCE_LANDMARKS_110.numpy() / 110.0
-    rows = [["file", *[f"{c}{k}" for k in range(1, 6) for c in "xy"]],
-            ["a/a_0001.jpg", *ref.reshape(-1)], ["b/b_0001.jpg", *(ref + [0.1, 0.0]).reshape(-1)]]
+    rows = [
+        ["file", *[f"{c}{k}" for k in range(1, 6) for c in "xy"]],
+        ["a/a_0001.jpg", *ref.reshape(-1)],
+        ["b/b_0001.jpg", *(ref + [0.1, 0.0]).reshape(-1)],
+    ]
     (tmp_path / "lm.csv").write_text("\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
     assert read_landmarks(tmp_path / "lm.csv").shape == (2, 5, 2)
     spec = InputSpec(size=110, mean=(0.5,) * 3, std=(0.5,) * 3)
-    dm = ImageFolderWithLandmarks(landmarks=str(tmp_path / "lm.csv"), root=str(tmp_path / "faces"), input_spec=spec,
-                                  val_fraction=0.0)
+    dm = ImageFolderWithLandmarks(
+        landmarks=str(tmp_path / "lm.csv"), root=str(tmp_path / "faces"), input_spec=spec, val_fraction=0.0
+    )
     dm.setup()
     items = [dm.dataset[i] for i in range(2)]
     np.testing.assert_allclose(items[1][2].numpy(), REFERENCE_LANDMARKS_110.numpy() + [11.0, 0.0], atol=1e-4)

@@ -114,8 +114,9 @@ def test_verification_pairs_write_figure_maps_and_record(tmp_path: Path) -> None
     paths = [str(save_image(img, tmp_path / f"{n}.png")) for n, img in (("a", left), ("b", right))]
     spec = InputSpec(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     dataset = PairDataset(pairs_from_images(paths, []), Preprocess(spec))
-    (record,) = explain_pairs(VerificationExplainer(FlatEmbedder(), "feat"), dataset, tmp_path, threshold=100.0,
-                              save_maps=True)
+    (record,) = explain_pairs(
+        VerificationExplainer(FlatEmbedder(), "feat"), dataset, tmp_path, threshold=100.0, save_maps=True
+    )
     assert record["same_person"] is True and record["images"] == paths
     assert (tmp_path / record["figure"]).stat().st_size > 5000
     maps = np.load(tmp_path / record["maps"])
@@ -123,7 +124,8 @@ def test_verification_pairs_write_figure_maps_and_record(tmp_path: Path) -> None
     # inverted halves: the similar evidence lies on the left, the different evidence on the right
     assert maps["probe"][:, :8].mean() > 0 > maps["probe"][:, 8:].mean()
     assert record["probe"]["similar_share"] == pytest.approx(
-        np.clip(maps["probe"], 0, None).sum() / np.abs(maps["probe"]).sum(), abs=0.05)
+        np.clip(maps["probe"], 0, None).sum() / np.abs(maps["probe"]).sum(), abs=0.05
+    )
 
 
 # --- face loading, alignment, jitter and galleries -----------------------------------------------
@@ -208,8 +210,9 @@ def test_gallery_from_folder_with_jitter_means_view_embeddings(tmp_path: Path) -
         image = np.clip(np.array(colour) + rng.integers(-30, 30, (20, 20, 3)), 0, 255).astype(np.uint8)
         save_image(image, tmp_path / name / "0.png")
     spec = InputSpec(size=20, mean=(0, 0, 0), std=(1, 1, 1))
-    model = enrol_gallery({"folder": str(tmp_path), "align": None, "jitter": 3, "scale": 5.0},
-                          MeanColour(), Preprocess(spec))
+    model = enrol_gallery(
+        {"folder": str(tmp_path), "align": None, "jitter": 3, "scale": 5.0}, MeanColour(), Preprocess(spec)
+    )
     assert model.names == ["ann", "bob"]
     for row, name in enumerate(model.names):
         views = FaceLoader(None).views(str(tmp_path / name / "0.png"), 3, seed=0)
@@ -303,9 +306,16 @@ def test_vggface2_on_photographs_uses_section3_preprocessing(tmp_path: Path) -> 
     model = _vggface2_pickle(weights, num_classes=5)
     astronaut = save_image(skdata.astronaut(), tmp_path / "astronaut.png")
     images = [_hopper_path(), str(astronaut)]
-    result = run_entry("explain.py", "model=vggface2_resnet50", f"model.kwargs.weights={weights}",
-                       "+model.kwargs.num_classes=5", "align=vggface2_224", f"images=[{images[0]},{images[1]}]",
-                       "logger=none", cwd=tmp_path)
+    result = run_entry(
+        "explain.py",
+        "model=vggface2_resnet50",
+        f"model.kwargs.weights={weights}",
+        "+model.kwargs.num_classes=5",
+        "align=vggface2_224",
+        f"images=[{images[0]},{images[1]}]",
+        "logger=none",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     pair = json.loads((run_dir(tmp_path, "explain") / "explanations.json").read_text())["pairs"][0]
     crops = [align_face(read_rgb(p), "vggface2_224").image for p in images]

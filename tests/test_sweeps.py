@@ -21,8 +21,15 @@ from tests.conftest import ROOT, run_entry
 
 #: three identities of ten images: val and test hold one image per identity (an odd split of 3)
 DATA = ("data.num_identities=3", "data.images_per_identity=10", "data.image_size=64", "model.input.size=32")
-TRAIN = (*DATA, "data.batch_size=8", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
-         "trainer.precision=32-true", "figure_samples=0", "logger=none")
+TRAIN = (
+    *DATA,
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+    "trainer.precision=32-true",
+    "figure_samples=0",
+    "logger=none",
+)
 EXPLAIN = (*DATA, "logger=none", "max_figures=1", "batch_size=2")
 
 
@@ -43,8 +50,15 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2x2 training multirun (confidence head x learning rate); its sweep folder."""
     log_dir = tmp_path_factory.mktemp("grid")
     sweep_dir = log_dir / "sweep"
-    result = run_entry("train.py", *TRAIN, "head=softmax,certainty", "optimizer.lr=0.01,0.05",
-                       f"hydra.sweep.dir={sweep_dir}", "-m", cwd=log_dir)
+    result = run_entry(
+        "train.py",
+        *TRAIN,
+        "head=softmax,certainty",
+        "optimizer.lr=0.01,0.05",
+        f"hydra.sweep.dir={sweep_dir}",
+        "-m",
+        cwd=log_dir,
+    )
     _ok(result)
     return sweep_dir
 
@@ -99,8 +113,15 @@ def test_failing_job_is_reported_and_the_others_run(ckpt: Path, tmp_path: Path) 
     good.write_text(f"image_1,image_2,class_1,class_2\n{faces[0]},{faces[1]},0,1\n")
     missing = tmp_path / "gone" / "pairs.csv"
     sweep_dir = tmp_path / "sweep"
-    result = run_entry("explain.py", *EXPLAIN, f"ckpt_path={ckpt}", f"pairs={good},{missing}",
-                       f"hydra.sweep.dir={sweep_dir}", "-m", cwd=tmp_path)
+    result = run_entry(
+        "explain.py",
+        *EXPLAIN,
+        f"ckpt_path={ckpt}",
+        f"pairs={good},{missing}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "-m",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "error: 1 job(s) failed: 1:" in result.stderr
     ok, failed = (_summary(job) for job in _jobs(sweep_dir))
@@ -115,15 +136,26 @@ def test_failing_job_is_reported_and_the_others_run(ckpt: Path, tmp_path: Path) 
     assert by_job["0"]["explain_pairs"] == 1
     record = json.loads((_jobs(sweep_dir)[0] / "explanations.json").read_text())
     assert by_job["0"]["explain_mean_confidence"] == pytest.approx(
-        np.mean([record["pairs"][0][side]["confidence"] for side in ("image_1", "image_2")]))
+        np.mean([record["pairs"][0][side]["confidence"] for side in ("image_1", "image_2")])
+    )
     assert "| 1 | failed |" in (sweep_dir / "results.md").read_text()
 
 
 @pytest.mark.slow
 def test_attribution_multirun_gives_three_summaries(ckpt: Path, tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    _ok(run_entry("explain.py", *EXPLAIN, f"ckpt_path={ckpt}", "max_pairs=2",
-                  "attribution=gradcam,gradcampp,gradxact", f"hydra.sweep.dir={sweep_dir}", "-m", cwd=tmp_path))
+    _ok(
+        run_entry(
+            "explain.py",
+            *EXPLAIN,
+            f"ckpt_path={ckpt}",
+            "max_pairs=2",
+            "attribution=gradcam,gradcampp,gradxact",
+            f"hydra.sweep.dir={sweep_dir}",
+            "-m",
+            cwd=tmp_path,
+        )
+    )
     summaries = [_summary(job) for job in _jobs(sweep_dir)]
     assert [s["attribution"] for s in summaries] == ["gradcam", "gradcampp", "gradxact"]
     # precision is null where no segment covers a part (an untrained 32-pixel model); recall is defined
@@ -142,10 +174,19 @@ def test_optuna_search_runs_and_resumes(ckpt: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna' / 'explain_optuna.db'}"
     counts, values = [], {}
     for run, trials in (("first", 3), ("second", 1)):
-        _ok(run_entry("explain.py", *EXPLAIN, f"ckpt_path={ckpt}", "max_pairs=2",
-                      "hparams_search=explain_optuna", f"hydra.sweeper.n_trials={trials}",
-                      "optimized_metric=recall",  # precision can be undefined on an untrained tiny model
-                      f"hydra.sweep.dir={tmp_path / run}", cwd=tmp_path))
+        _ok(
+            run_entry(
+                "explain.py",
+                *EXPLAIN,
+                f"ckpt_path={ckpt}",
+                "max_pairs=2",
+                "hparams_search=explain_optuna",
+                f"hydra.sweeper.n_trials={trials}",
+                "optimized_metric=recall",  # precision can be undefined on an untrained tiny model
+                f"hydra.sweep.dir={tmp_path / run}",
+                cwd=tmp_path,
+            )
+        )
         study = optuna.load_study(study_name="explain_optuna", storage=storage)
         counts.append(len(study.trials))
         for job in _jobs(tmp_path / run):
@@ -163,8 +204,9 @@ def test_training_search_config_composes() -> None:
     from optuna.distributions import CategoricalDistribution, LogUniformDistribution
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hparams_search=faceparts_optuna", "paths.log_dir=/logs"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train", overrides=["hparams_search=faceparts_optuna", "paths.log_dir=/logs"], return_hydra_config=True
+        )
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and cfg.optimized_metric == "val_acc"
     assert sweeper.storage == "sqlite:////logs/optuna/faceparts_optuna.db"
@@ -201,8 +243,15 @@ def test_wandb_sweep_file_expands_and_composes(path: Path) -> None:
 def test_wandb_agent_command_matches_hand_expansion() -> None:
     sweep = load_sweep(ROOT / "configs" / "sweeps" / "train_grid.yaml")
     argv = agent_command(sweep, {"model": "resnet50", "head": "hardness"})
-    assert argv == ["/usr/bin/env", "python", "train.py", "model=resnet50", "head=hardness",
-                    "logger=wandb", "logger.wandb.offline=false"]
+    assert argv == [
+        "/usr/bin/env",
+        "python",
+        "train.py",
+        "model=resnet50",
+        "head=hardness",
+        "logger=wandb",
+        "logger.wandb.offline=false",
+    ]
 
 
 def test_bad_wandb_sweep_files_are_one_line_errors(tmp_path: Path) -> None:
@@ -210,8 +259,11 @@ def test_bad_wandb_sweep_files_are_one_line_errors(tmp_path: Path) -> None:
     no_args = dict(base, command=["${env}", "${interpreter}", "${program}", "${args}"])
     bad_value = dict(base, parameters={"model": {"values": ["resnet18", "resnet9000"]}})
     grid_dist = dict(base, parameters={"optimizer.lr": {"distribution": "uniform", "min": 0.1, "max": 0.01}})
-    for name, sweep, expected in (("args", no_args, "${args_no_hyphens}"), ("value", bad_value, "resnet9000"),
-                                  ("dist", grid_dist, "grid sweep needs value or values")):
+    for name, sweep, expected in (
+        ("args", no_args, "${args_no_hyphens}"),
+        ("value", bad_value, "resnet9000"),
+        ("dist", grid_dist, "grid sweep needs value or values"),
+    ):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(sweep))
         with pytest.raises(UserError, match=expected.replace("$", r"\$").replace("{", r"\{").replace("}", r"\}")):
@@ -227,9 +279,18 @@ def test_slurm_launcher_config_composes_into_an_sbatch_script(tmp_path: Path, mo
     from submitit.slurm.slurm import SlurmExecutor
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4",
-                                          "trainer.num_nodes=2", "hydra.launcher.partition=gpu",
-                                          f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=slurm",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "hydra.launcher.partition=gpu",
+                f"hydra.sweep.dir={tmp_path}",
+            ],
+            return_hydra_config=True,
+        )
     launcher = hydra.utils.instantiate(cfg.hydra.launcher)
     assert type(launcher).__name__ == "SlurmLauncher"
     params = launcher.params
@@ -238,14 +299,26 @@ def test_slurm_launcher_config_composes_into_an_sbatch_script(tmp_path: Path, mo
 
     # the launcher's own hand-over to submitit (SlurmLauncher.launch), on a machine without srun
     monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))
-    executor = submitit.AutoExecutor(cluster="slurm", folder=tmp_path / "submitit",
-                                     slurm_max_num_timeout=params["max_num_timeout"])
+    executor = submitit.AutoExecutor(
+        cluster="slurm", folder=tmp_path / "submitit", slurm_max_num_timeout=params["max_num_timeout"]
+    )
     base = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()
-                                  if k not in ("submitit_folder", "max_num_timeout")})
+    executor.update_parameters(
+        **{
+            k if k in base else f"slurm_{k}": v
+            for k, v in params.items()
+            if k not in ("submitit_folder", "max_num_timeout")
+        }
+    )
     script = executor._executor._make_submission_file_text("python train.py", "uid")
-    for line in ("#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --nodes=2",
-                 "#SBATCH --partition=gpu", "#SBATCH --time=240", "#SBATCH --mem=64GB"):
+    for line in (
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --nodes=2",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=240",
+        "#SBATCH --mem=64GB",
+    ):
         assert line in script, script
 
 
@@ -253,16 +326,36 @@ def test_slurm_launcher_config_composes_into_an_sbatch_script(tmp_path: Path, mo
 def test_explain_split_over_two_processes_covers_each_pair_once(ckpt: Path, tmp_path: Path) -> None:
     from scout_exp.data.datamodules import FacePartsDataModule
 
-    datamodule = FacePartsDataModule(num_identities=3, images_per_identity=10, image_size=64, seed=0,
-                                     val_fraction=0.1, test_fraction=0.1, batch_size=8, num_workers=0,
-                                     input_spec=None)
+    datamodule = FacePartsDataModule(
+        num_identities=3,
+        images_per_identity=10,
+        image_size=64,
+        seed=0,
+        val_fraction=0.1,
+        test_fraction=0.1,
+        batch_size=8,
+        num_workers=0,
+        input_spec=None,
+    )
     datamodule.setup()
     n_val = len(datamodule.splits["val"])
     assert n_val % 2 == 1  # an odd split: the distributed sampler has to pad one rank
-    result = run_entry("explain.py", *EXPLAIN, f"ckpt_path={ckpt}", "split=val", "max_pairs=null",
-                       "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "batch_size=1", cwd=tmp_path)
+    result = run_entry(
+        "explain.py",
+        *EXPLAIN,
+        f"ckpt_path={ckpt}",
+        "split=val",
+        "max_pairs=null",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "batch_size=1",
+        cwd=tmp_path,
+    )
     _ok(result)
-    assert "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+    assert (
+        "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+    )
     (run,) = (tmp_path / "explain" / "runs").iterdir()
     record = json.loads((run / "explanations.json").read_text())
     names = [p["pair"] for p in record["pairs"]]

@@ -54,12 +54,22 @@ def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
 
 
 def test_two_process_ddp(tmp_path: Path) -> None:
-    result = run_entry("train.py", *TINY, "logger=csv", "trainer=ddp", "trainer.accelerator=cpu",
-                       "trainer.devices=2", "trainer.precision=32-true", cwd=tmp_path)
+    result = run_entry(
+        "train.py",
+        *TINY,
+        "logger=csv",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        cwd=tmp_path,
+    )
     _ok(result)
     summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["val_acc"] is not None
-    assert "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+    assert (
+        "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+    )
 
 
 def _one_error_line(result) -> str:
@@ -73,8 +83,9 @@ def _one_error_line(result) -> str:
 
 
 def test_missing_data_root_is_one_line(tmp_path: Path) -> None:
-    line = _one_error_line(run_entry("train.py", "data=image_folder", f"data.root={tmp_path / 'nowhere'}",
-                                     "logger=none", cwd=tmp_path))
+    line = _one_error_line(
+        run_entry("train.py", "data=image_folder", f"data.root={tmp_path / 'nowhere'}", "logger=none", cwd=tmp_path)
+    )
     assert line.startswith("error: image folder") and "does not exist" in line
 
 
@@ -91,9 +102,21 @@ def test_unreadable_image_in_folder_is_one_line(tmp_path: Path) -> None:
         for k in range(4):
             cv2.imwrite(str(root / ident / f"{k}.png"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
     (root / "bob" / "broken.jpg").write_bytes(b"not a jpeg at all")
-    line = _one_error_line(run_entry("train.py", "data=image_folder", f"data.root={root}", "data.batch_size=4",
-                                     "data.num_workers=1", "data.val_fraction=0.25", "model.input.size=32",
-                                     "trainer.max_epochs=1", "logger=none", "figure_samples=0", cwd=tmp_path))
+    line = _one_error_line(
+        run_entry(
+            "train.py",
+            "data=image_folder",
+            f"data.root={root}",
+            "data.batch_size=4",
+            "data.num_workers=1",
+            "data.val_fraction=0.25",
+            "model.input.size=32",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "figure_samples=0",
+            cwd=tmp_path,
+        )
+    )
     assert "broken.jpg" in line
 
 

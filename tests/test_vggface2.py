@@ -55,8 +55,16 @@ def test_default_model_gives_8631_logits_at_224() -> None:
 def test_layout_is_caffe_resnet50_with_public_names() -> None:
     model = vggface2_resnet50(num_classes=5)
     state = model.state_dict()
-    for name in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.0.downsample.0.weight",
-                 "layer1.0.downsample.1.running_var", "layer4.2.bn3.bias", "fc.weight", "fc.bias"):
+    for name in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.running_var",
+        "layer4.2.bn3.bias",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert name in state
     assert not any(k.endswith(".bias") and "conv" in k for k in state)  # Caffe convs carry no bias
     for stage, stride in zip((model.layer1, model.layer2, model.layer3, model.layer4), (1, 2, 2, 2)):
@@ -122,10 +130,16 @@ def _python2_pickle(name: bytes, values: list[float]) -> bytes:
     """
     data = struct.pack(f"<{len(values)}f", *values)
     return (
-        b"\x80\x02}U" + bytes([len(name)]) + name
+        b"\x80\x02}U"
+        + bytes([len(name)])
+        + name
         + b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R("
-        + b"K\x01K" + bytes([len(values)]) + b"\x85cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R("
-        + b"K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U" + bytes([len(data)]) + data
+        + b"K\x01K"
+        + bytes([len(values)])
+        + b"\x85cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R("
+        + b"K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U"
+        + bytes([len(data)])
+        + data
         + b"tbs."
     )
 
@@ -143,10 +157,15 @@ def test_loads_python2_numpy1_pickle(tmp_path) -> None:
 
 def test_loads_python3_protocol5_pickles_with_counters(tmp_path) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    weights = {"0.weight": np.full((4, 3, 3, 3), 0.5, np.float32), "0.bias": np.arange(4, dtype=np.float32),
-               "1.weight": np.ones(4, np.float32), "1.bias": np.zeros(4, np.float32),
-               "1.running_mean": np.arange(4, dtype=np.float32), "1.running_var": np.ones(4, np.float32),
-               "1.num_batches_tracked": np.array(7)}
+    weights = {
+        "0.weight": np.full((4, 3, 3, 3), 0.5, np.float32),
+        "0.bias": np.arange(4, dtype=np.float32),
+        "1.weight": np.ones(4, np.float32),
+        "1.bias": np.zeros(4, np.float32),
+        "1.running_mean": np.arange(4, dtype=np.float32),
+        "1.running_var": np.ones(4, np.float32),
+        "1.num_batches_tracked": np.array(7),
+    }
     path = tmp_path / "w.pkl"
     _dump(weights, path, protocol=5)
     load_into(model, load_pickled_weights(path), source=str(path))
@@ -225,8 +244,10 @@ def test_custom_class_and_callable_references_are_refused(tmp_path) -> None:
         (pickle.dumps({"a": "text"}, protocol=2), "maps 'a' to a str"),
         (pickle.dumps({"a": np.array([None, 1], dtype=object)}, protocol=2), "dtype object"),
         (pickle.dumps({"a": np.zeros(3)}, protocol=2)[:-20], "could not be unpickled"),
-        (b"\x80\x02}X\x01\x00\x00\x00ac_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86Rs.",
-         "unexpected _codecs.encode"),
+        (
+            b"\x80\x02}X\x01\x00\x00\x00ac_codecs\nencode\nX\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86Rs.",
+            "unexpected _codecs.encode",
+        ),
     ],
 )
 def test_bad_weight_files_are_user_errors(tmp_path, content, match) -> None:

@@ -23,9 +23,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _add(
-    tar: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
-) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = link
@@ -45,9 +43,16 @@ def _tarball(path: Path, extra: list[tuple] = ()) -> Path:
 
 def _entry(files: dict[str, str] | None = None, tarball_sha256: str | None = None) -> ZooEntry:
     return ZooEntry(
-        name="tiny", description="test entry", npm_spec="tiny-pkg@1.0.0", licence="MIT",
-        homepage="https://example.invalid", model="face_descriptor", input_spec=FACE_DESCRIPTOR_INPUT,
-        files=files if files is not None else {
+        name="tiny",
+        description="test entry",
+        npm_spec="tiny-pkg@1.0.0",
+        licence="MIT",
+        homepage="https://example.invalid",
+        model="face_descriptor",
+        input_spec=FACE_DESCRIPTOR_INPUT,
+        files=files
+        if files is not None
+        else {
             "package/model/net-weights_manifest.json": _sha(MANIFEST),
             "package/model/net.bin": _sha(WEIGHTS),
         },

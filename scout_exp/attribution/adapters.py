@@ -57,9 +57,7 @@ class PgcAttribution(BaseAttribution):
         super().__init__(model, target_layer)
         names = pgc_class_names()
         if cam_class not in names:
-            raise UserError(
-                f"unknown pytorch-grad-cam class {cam_class!r}; choose one of: {', '.join(names)}"
-            )
+            raise UserError(f"unknown pytorch-grad-cam class {cam_class!r}; choose one of: {', '.join(names)}")
         self.name = f"pgc:{cam_class}"
         self.cam_class = getattr(importlib.import_module("pytorch_grad_cam"), cam_class)
         self.cam_kwargs = cam_kwargs
@@ -102,18 +100,13 @@ class CaptumAttribution(BaseAttribution):
         try:
             captum_attr = importlib.import_module("captum.attr")
         except ImportError as err:
-            raise UserError(
-                f"captum:{method} needs Captum; install it with `pip install captum`"
-            ) from err
+            raise UserError(f"captum:{method} needs Captum; install it with `pip install captum`") from err
         cls = getattr(captum_attr, method, None)
         if not (method.startswith("Layer") and inspect.isclass(cls)):
             valid = sorted(
-                n for n in dir(captum_attr)
-                if n.startswith("Layer") and inspect.isclass(getattr(captum_attr, n))
+                n for n in dir(captum_attr) if n.startswith("Layer") and inspect.isclass(getattr(captum_attr, n))
             )
-            raise UserError(
-                f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}"
-            )
+            raise UserError(f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}")
         self.name = f"captum:{method}"
         self.method_class = cls
         self.attribute_kwargs = attribute_kwargs

@@ -9,9 +9,10 @@ graph before the target layer and gets the gradients of all targets in one batch
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +39,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
     if layer is None:
         convs = [(n, m) for n, m in modules.items() if isinstance(m, nn.Conv2d)]
         if not convs:
-            raise UserError(
-                f"{type(model).__name__} has no nn.Conv2d; name a target layer explicitly"
-            )
+            raise UserError(f"{type(model).__name__} has no nn.Conv2d; name a target layer explicitly")
         return convs[-1]
     if isinstance(layer, nn.Module):
         for name, module in modules.items():
@@ -52,13 +51,12 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
         )
     if layer in modules and layer != "":
         return layer, modules[layer]
-    candidates = [
-        n for n, m in modules.items() if n and isinstance(m, (nn.Conv2d, nn.Sequential))
-    ] or [n for n in modules if n]
+    candidates = [n for n, m in modules.items() if n and isinstance(m, (nn.Conv2d, nn.Sequential))] or [
+        n for n in modules if n
+    ]
     close = difflib.get_close_matches(str(layer), candidates, n=5, cutoff=0.3) or candidates[-5:]
     raise UserError(
-        f"unknown target layer {layer!r} in {type(model).__name__}; "
-        f"valid names include: {', '.join(close)}"
+        f"unknown target layer {layer!r} in {type(model).__name__}; valid names include: {', '.join(close)}"
     )
 
 
@@ -79,9 +77,7 @@ def frozen_eval(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
-def layer_gradients(
-    model: nn.Module, layer: str | nn.Module | None, x: Tensor, targets: TargetFn
-) -> LayerGradients:
+def layer_gradients(model: nn.Module, layer: str | nn.Module | None, x: Tensor, targets: TargetFn) -> LayerGradients:
     """One forward and one batched backward: the gradients of every target w.r.t. ``layer``'s output.
 
     ``targets`` maps the model output to ``(B, T)`` (or ``(B,)``) scalars. Samples are independent
@@ -143,13 +139,10 @@ def _batched_grad(q: Tensor, leaf: Tensor) -> Tensor:
     eye = torch.eye(n_targets, dtype=q.dtype, device=q.device)
     grad_outputs = eye[:, None, :].expand(n_targets, q.shape[0], n_targets).contiguous()
     try:
-        (g,) = torch.autograd.grad(
-            q, leaf, grad_outputs, retain_graph=True, is_grads_batched=True, allow_unused=True
-        )
+        (g,) = torch.autograd.grad(q, leaf, grad_outputs, retain_graph=True, is_grads_batched=True, allow_unused=True)
     except RuntimeError:
         per_target = [
-            torch.autograd.grad(q[:, t].sum(), leaf, retain_graph=True, allow_unused=True)[0]
-            for t in range(n_targets)
+            torch.autograd.grad(q[:, t].sum(), leaf, retain_graph=True, allow_unused=True)[0] for t in range(n_targets)
         ]
         g = torch.stack([torch.zeros_like(leaf) if gt is None else gt for gt in per_target])
     if g is None:

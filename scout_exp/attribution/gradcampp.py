@@ -17,9 +17,7 @@ class GradCAMPlusPlus(BaseAttribution):
     denominator; pytorch-grad-cam uses ``eps=1e-6`` (pass it to reproduce its values exactly).
     """
 
-    def __init__(
-        self, model: nn.Module, target_layer: str | nn.Module | None = None, eps: float = 0.0
-    ) -> None:
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None, eps: float = 0.0) -> None:
         super().__init__(model, target_layer)
         self.eps = eps
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,10 +39,7 @@ def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, 
             if round_ > 0:
                 wall[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
-    return {
-        name: {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name])}
-        for name in fns
-    }
+    return {name: {"wall": statistics.median(wall[name]), "cpu": statistics.median(cpu[name])} for name in fns}
 
 
 class _SoftmaxScoreTarget:
@@ -63,9 +61,7 @@ def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
 
     def targets(logits: Tensor) -> Tensor:
         rows = torch.arange(logits.shape[0], device=logits.device)
-        return torch.stack(
-            [logits[rows, y_star], logits[rows, y_counter], softmax_score(logits)], dim=1
-        )
+        return torch.stack([logits[rows, y_star], logits[rows, y_counter], softmax_score(logits)], dim=1)
 
     engine = create_attribution("gradcam", model)
     pgc_cam = GradCAM(model, [engine.layer])

@@ -14,12 +14,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.module import ClassifierModule
 
+
 def main(batch: int = 32, steps: int = 24, size: int = 112) -> dict[str, Any]:
     """Samples/s of each loop (same init, data, optimiser, precision), and their ratio."""
     torch.manual_seed(0)
     data = _prerendered(batch * steps, size)
-    module = ClassifierModule("resnet18", num_classes=20, scheduler="none",
-                              optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9))
+    module = ClassifierModule(
+        "resnet18", num_classes=20, scheduler="none", optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)
+    )
     plain = _plain_loop(copy.deepcopy(module.model), data, batch)
     lightning = _lightning_loop(module, data, batch)
     return {
@@ -39,8 +41,9 @@ def _prerendered(n: int, size: int) -> TensorDataset:
     from scout_exp.data.datamodules import FacePartsDataModule
     from scout_exp.data.transforms import InputSpec
 
-    dm = FacePartsDataModule(num_identities=20, images_per_identity=-(-n // 20), image_size=max(size, 96),
-                             input_spec=InputSpec(size=size))
+    dm = FacePartsDataModule(
+        num_identities=20, images_per_identity=-(-n // 20), image_size=max(size, 96), input_spec=InputSpec(size=size)
+    )
     dm.setup()
     xs, ys = zip(*(dm.dataset[i] for i in range(n)))
     return TensorDataset(torch.stack(xs), torch.tensor(ys))
@@ -50,7 +53,7 @@ def _plain_loop(model: torch.nn.Module, data: TensorDataset, batch: int) -> floa
     loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
-    for epoch in range(2):  # the first epoch is a warm-up, as Lightning's first is below
+    for _epoch in range(2):  # the first epoch is a warm-up, as Lightning's first is below
         start = time.perf_counter()
         samples = 0
         for x, y in loader:
@@ -68,7 +71,15 @@ def _lightning_loop(module: ClassifierModule, data: TensorDataset, batch: int) -
     loader = DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     for _ in range(2):  # the first fit is a warm-up, as the plain loop's first epoch is
         meter = TrainThroughput()
-        pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, precision="bf16-mixed", logger=False,
-                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                   callbacks=[meter]).fit(module, loader)
+        pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=1,
+            precision="bf16-mixed",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[meter],
+        ).fit(module, loader)
     return meter.samples_per_s

@@ -130,15 +130,12 @@ def default_detector() -> Any:
         from facenet_pytorch import MTCNN
     except ImportError as err:
         raise UserError(
-            "face alignment needs facenet-pytorch; install it with "
-            "`pip install facenet-pytorch==2.5.3 --no-deps`"
+            "face alignment needs facenet-pytorch; install it with `pip install facenet-pytorch==2.5.3 --no-deps`"
         ) from err
     return MTCNN(keep_all=True, device="cpu")
 
 
-def detect_faces(
-    image_rgb: np.ndarray, detector: Any = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def detect_faces(image_rgb: np.ndarray, detector: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All faces as float arrays ``boxes (N, 4)``, ``scores (N,)``, ``landmarks (N, 5, 2)`` (N may be 0)."""
     detector = detector or default_detector()
     boxes, scores, landmarks = detector.detect(image_rgb, landmarks=True)
@@ -152,15 +149,17 @@ def detect_faces(
     )
 
 
-def warp_to_template(
-    image_rgb: np.ndarray, landmarks: np.ndarray, template: str
-) -> tuple[np.ndarray, np.ndarray]:
+def warp_to_template(image_rgb: np.ndarray, landmarks: np.ndarray, template: str) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image_rgb`` so that ``landmarks`` best match ``template``; return (crop, 2x3 matrix)."""
     tpl = get_template(template)
     matrix = similarity_transform(landmarks, tpl.points)
     crop = cv2.warpAffine(
-        image_rgb, matrix, (tpl.size, tpl.size), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+        image_rgb,
+        matrix,
+        (tpl.size, tpl.size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
     )
     return crop, matrix
 
@@ -199,8 +198,11 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def align_folder(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], template: str = "dlib150",
-    detector: Any = None, progress: bool = True,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    template: str = "dlib150",
+    detector: Any = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Align every image under ``src`` into ``dst`` (same sub-folders, PNG); write and return a report."""
     from tqdm import tqdm
@@ -213,7 +215,11 @@ def align_folder(
     if not images:
         raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {src}")
     report: dict[str, Any] = {
-        "template": template, "source": str(src), "aligned": 0, "no_face": [], "unreadable": [],
+        "template": template,
+        "source": str(src),
+        "aligned": 0,
+        "no_face": [],
+        "unreadable": [],
     }
     for path in tqdm(images, desc=f"aligning ({template})", unit="img", disable=not progress):
         rel = path.relative_to(src)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,15 +48,23 @@ from scout_exp.data.faceparts_draw import (
 from scout_exp.errors import UserError
 
 __all__ = [
-    "FACE_PARTS", "LANDMARK_NAMES", "PART_NAMES", "OCCLUDER_LABEL", "FaceSample", "FaceParts",
-    "FacePartsDataset", "blur_radius", "identity_codes", "measure_render_throughput",
+    "FACE_PARTS",
+    "LANDMARK_NAMES",
+    "PART_NAMES",
+    "OCCLUDER_LABEL",
+    "FaceSample",
+    "FaceParts",
+    "FacePartsDataset",
+    "blur_radius",
+    "identity_codes",
+    "measure_render_throughput",
 ]
 
-MIN_PART_DISTANCE = 3          # every two identities differ in at least this many parts
+MIN_PART_DISTANCE = 3  # every two identities differ in at least this many parts
 MAX_IDENTITIES = 5000
 CLEAN_BACKGROUND = (196, 200, 206)
 FACE_CENTRE = (0.5, 0.55)
-_SHIFT = 4                     # cv2 fixed-point bits: sub-pixel accurate drawing
+_SHIFT = 4  # cv2 fixed-point bits: sub-pixel accurate drawing
 _ONE = float(1 << _SHIFT)
 # Nuisance uniforms per sample, a fixed slot each: 0-3 pose, 4-6 background colour, 7 clutter
 # count, 8-9 gaze, 11-14 blur, 15-24 lighting and noise, 25-26 occluder count, 27-46 two
@@ -64,7 +73,7 @@ _N_UNIFORM = 160
 _OCCLUDER_SLOT, _CLUTTER_SLOT = 27, 47
 _MAX_CLUTTER = 12
 _MAX_OCCLUDERS = 2
-_AA_SIGMA = 0.6                # Gaussian anti-aliasing of the hard-edged drawing, pixels
+_AA_SIGMA = 0.6  # Gaussian anti-aliasing of the hard-edged drawing, pixels
 
 
 @dataclass(frozen=True)
@@ -141,8 +150,7 @@ class _Geometry:
                 self.ops[-1][4].append((lo, hi))
             else:
                 self.ops.append((*key, [(lo, hi)]))
-        self.landmarks = canonical_landmarks(variants[FACE_PARTS.index("nose")],
-                                             variants[FACE_PARTS.index("mouth")])
+        self.landmarks = canonical_landmarks(variants[FACE_PARTS.index("nose")], variants[FACE_PARTS.index("mouth")])
 
 
 @functools.lru_cache(maxsize=8192)
@@ -161,8 +169,7 @@ def _photometric_tables(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = np.linspace(-0.5, 0.5, size, dtype=np.float32)
     ramp_x = np.ascontiguousarray(np.broadcast_to(r[None, :, None], (size, size, 3)))
     ramp_y = np.ascontiguousarray(np.broadcast_to(r[:, None, None], (size, size, 3)))
-    bank = np.random.default_rng([0x4E4F495345, size]).standard_normal((2 * size, 2 * size, 3),
-                                                                        dtype=np.float32)
+    bank = np.random.default_rng([0x4E4F495345, size]).standard_normal((2 * size, 2 * size, 3), dtype=np.float32)
     return ramp_x, ramp_y, bank
 
 
@@ -175,8 +182,14 @@ def _rotated_box(cx: float, cy: float, w: float, h: float, angle: float) -> np.n
 class FaceParts:
     """The benchmark: ``num_identities * images_per_identity`` images, identity of i = i % N."""
 
-    def __init__(self, num_identities: int = 20, images_per_identity: int = 200,
-                 image_size: int = 112, difficulty: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_identities: int = 20,
+        images_per_identity: int = 200,
+        image_size: int = 112,
+        difficulty: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         if images_per_identity < 1:
             raise UserError(f"images_per_identity must be >= 1, got {images_per_identity}")
         if not 32 <= image_size <= 1024:
@@ -243,8 +256,9 @@ class FaceParts:
         return FaceSample(image=image, identity=identity, parts=parts, landmarks=landmarks)
 
 
-def _render(geom: _Geometry, size: int, d: float,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render(
+    geom: _Geometry, size: int, d: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one sample: background, clutter, face parts, occluders, then blur, light and noise."""
     u = rng.random(_N_UNIFORM).tolist()
     dc = min(d, 1.0)
@@ -255,8 +269,7 @@ def _render(geom: _Geometry, size: int, d: float,
     c, s = math.cos(angle) * scale * size, math.sin(angle) * scale * size
     a = np.array([[c, -s], [s, c]])
     cx, cy = FACE_CENTRE
-    b = np.array([size * (cx + tx) - (c * cx - s * cy) - 0.5,
-                  size * (cy + ty) - (s * cx + c * cy) - 0.5])
+    b = np.array([size * (cx + tx) - (c * cx - s * cy) - 0.5, size * (cy + ty) - (s * cx + c * cy) - 0.5])
 
     bg = np.array(CLEAN_BACKGROUND) + (np.array(u[4:7]) * 255 - CLEAN_BACKGROUND) * dc
     image = np.empty((size, size, 3), np.uint8)
@@ -287,13 +300,13 @@ def _render(geom: _Geometry, size: int, d: float,
             cv2.polylines(parts, poly, closed, label, thick, cv2.LINE_8, _SHIFT)
     start = len(geom.pts)
     for k, occ in enumerate(occluders):
-        poly = [fixed[start:start + len(occ)]]
+        poly = [fixed[start : start + len(occ)]]
         start += len(occ)
         base = _OCCLUDER_SLOT + 10 * k
         if u[base + 9] < 0.3:
             colour = SKIN_TONES[int(u[base + 6] * len(SKIN_TONES)) % len(SKIN_TONES)]
         else:
-            colour = tuple(int(v * 255) for v in u[base + 6:base + 9])
+            colour = tuple(int(v * 255) for v in u[base + 6 : base + 9])
         cv2.fillPoly(image, poly, colour, cv2.LINE_8, _SHIFT)
         cv2.fillPoly(parts, poly, OCCLUDER_LABEL, cv2.LINE_8, _SHIFT)
 
@@ -307,7 +320,7 @@ def _render(geom: _Geometry, size: int, d: float,
 def _draw_clutter(image: np.ndarray, u: list[float], count: int, size: int) -> None:
     """Random background shapes (label 0: they lie behind the face)."""
     for k in range(min(count, _MAX_CLUTTER)):
-        v = u[_CLUTTER_SLOT + 9 * k: _CLUTTER_SLOT + 9 * (k + 1)]
+        v = u[_CLUTTER_SLOT + 9 * k : _CLUTTER_SLOT + 9 * (k + 1)]
         colour = (int(v[4] * 255), int(v[5] * 255), int(v[6] * 255))
         x, y = int(v[1] * size), int(v[2] * size)
         r = max(2, int((0.04 + 0.22 * v[3]) * size))
@@ -320,8 +333,7 @@ def _draw_clutter(image: np.ndarray, u: list[float], count: int, size: int) -> N
             dx, dy = int(r * math.cos(6.3 * v[7])), int(r * math.sin(6.3 * v[7]))
             cv2.line(image, (x - dx, y - dy), (x + dx, y + dy), colour, max(1, r // 6), cv2.LINE_AA)
         else:
-            cv2.ellipse(image, (x, y), (r, max(1, int(r * v[8]))), 360 * v[7], 0, 360, colour, -1,
-                        cv2.LINE_AA)
+            cv2.ellipse(image, (x, y), (r, max(1, int(r * v[8]))), 360 * v[7], 0, 360, colour, -1, cv2.LINE_AA)
 
 
 def _occluders(u: list[float], d: float) -> list[np.ndarray]:
@@ -333,7 +345,7 @@ def _occluders(u: list[float], d: float) -> list[np.ndarray]:
     grow = math.sqrt(min(d, 1.0)) * (1 + 0.25 * max(d - 1.0, 0.0))
     out = []
     for k in range(min(count, _MAX_OCCLUDERS)):
-        v = u[_OCCLUDER_SLOT + 10 * k: _OCCLUDER_SLOT + 10 * (k + 1)]
+        v = u[_OCCLUDER_SLOT + 10 * k : _OCCLUDER_SLOT + 10 * (k + 1)]
         cx, cy = 0.3 + 0.4 * v[1], 0.36 + 0.44 * v[2]
         w, h = (0.08 + 0.26 * v[3]) * grow, (0.06 + 0.2 * v[4]) * grow
         angle = (v[5] - 0.5) * math.pi
@@ -396,7 +408,7 @@ def _photometric(image: np.ndarray, u: list[float], d: float, size: int) -> np.n
     ramp_x, ramp_y, bank = _photometric_tables(size)
     ox, oy = int(u[23] * size), int(u[24] * size)
     light = cv2.addWeighted(ramp_x, (u[17] - 0.5) * 80.0 * d, ramp_y, (u[18] - 0.5) * 80.0 * d, 0.0)
-    light = cv2.scaleAdd(bank[oy:oy + size, ox:ox + size], u[22] * 8.0 * d, light)
+    light = cv2.scaleAdd(bank[oy : oy + size, ox : ox + size], u[22] * 8.0 * d, light)
     return cv2.add(cv2.transform(image.astype(np.float32), gain), light, dtype=cv2.CV_8U)
 
 
@@ -409,9 +421,13 @@ class FacePartsDataset(torch.utils.data.Dataset):
     ``scout_exp.interp.occlusion``), for occlusion synthesis during interpretable training.
     """
 
-    def __init__(self, faceparts: FaceParts, indices: Sequence[int],
-                 transform: Callable[[np.ndarray], torch.Tensor] | None = None,
-                 annotated: bool = False) -> None:
+    def __init__(
+        self,
+        faceparts: FaceParts,
+        indices: Sequence[int],
+        transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+        annotated: bool = False,
+    ) -> None:
         self.faceparts = faceparts
         self.indices = np.asarray(list(indices), dtype=np.int64)
         self.transform = transform
@@ -442,8 +458,9 @@ class FacePartsDataset(torch.utils.data.Dataset):
 
 def measure_render_throughput(n: int = 2000, image_size: int = 112) -> float:
     """Images per second rendered in this process (image + part map + landmarks, difficulty 1)."""
-    fp = FaceParts(num_identities=20, images_per_identity=max(1, math.ceil(n / 20)),
-                   image_size=image_size, difficulty=1.0, seed=0)
+    fp = FaceParts(
+        num_identities=20, images_per_identity=max(1, math.ceil(n / 20)), image_size=image_size, difficulty=1.0, seed=0
+    )
     for i in range(min(n, 40)):  # warm the geometry caches, the noise bank and cv2
         fp.render(i)
     start = time.perf_counter()

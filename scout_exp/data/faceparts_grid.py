@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -32,8 +32,7 @@ def part_colours() -> np.ndarray:
     return np.concatenate([[[0.0, 0.0, 0.0]], table[: len(PART_NAMES)]])
 
 
-def save_sample_grid(path: str | os.PathLike[str], faceparts: FaceParts,
-                     indices: Sequence[int]) -> Path:
+def save_sample_grid(path: str | os.PathLike[str], faceparts: FaceParts, indices: Sequence[int]) -> Path:
     """Save samples (image + landmarks, part map) with a part legend as a PNG, atomically."""
     indices = [int(i) for i in indices]
     if not indices:
@@ -48,11 +47,9 @@ def save_sample_grid(path: str | os.PathLike[str], faceparts: FaceParts,
         sample = faceparts.render(index)
         ax_img, ax_map = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
         ax_img.imshow(sample.image)
-        ax_img.scatter(sample.landmarks[:, 0], sample.landmarks[:, 1], s=6,
-                       c=list(_LANDMARK_COLOURS), linewidths=0)
+        ax_img.scatter(sample.landmarks[:, 0], sample.landmarks[:, 1], s=6, c=list(_LANDMARK_COLOURS), linewidths=0)
         ax_img.set_title(f"#{index} id {sample.identity}", fontsize=7)
-        ax_map.imshow(sample.parts, cmap=cmap, vmin=-0.5, vmax=len(PART_NAMES) + 0.5,
-                      interpolation="nearest")
+        ax_map.imshow(sample.parts, cmap=cmap, vmin=-0.5, vmax=len(PART_NAMES) + 0.5, interpolation="nearest")
         ax_map.set_title("parts", fontsize=7)
     handles = [Patch(color=c, label=n) for c, n in zip(part_colours()[1:], PART_NAMES)]
     handles += [Patch(color=c, label=n) for c, n in zip(_LANDMARK_COLOURS, LANDMARK_NAMES)]

@@ -45,7 +45,9 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise UserError(f"cannot read image {path} ({err.strerror or err}); check that it exists and is readable") from None
+        raise UserError(
+            f"cannot read image {path} ({err.strerror or err}); check that it exists and is readable"
+        ) from None
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if decoded is None:
         raise UserError(f"image {path} is corrupt or not an image; remove it or re-export it")

@@ -9,8 +9,9 @@ The identity count of the network is read from that checkpoint (``checkpoint: ${
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +68,9 @@ class ProtocolDataModule(FaceDataModule):
         if missing:
             raise UserError(f"{len(missing)} protocol image(s) are missing, e.g. {missing[0]}; check data.root")
         if not self.checkpoint:
-            raise UserError("a protocol data module evaluates a trained network: pass ckpt_path=<.ckpt> "
-                            "with train=false test=true")
+            raise UserError(
+                "a protocol data module evaluates a trained network: pass ckpt_path=<.ckpt> with train=false test=true"
+            )
         from scout_exp.training.module import read_checkpoint
 
         num_classes = (read_checkpoint(self.checkpoint).get("hyper_parameters") or {}).get("num_classes")
@@ -145,8 +147,10 @@ class IJBATemplatesDataModule(ProtocolDataModule):
                 "probe": read_template_csv(probe) if probe else None,
             }
         if not any(v is not None for v in self.sets.values()):
-            raise UserError("no template files given: set data.protocol_root or data.verify_metadata/"
-                            "verify_pairs and/or data.gallery/probe")
+            raise UserError(
+                "no template files given: set data.protocol_root or data.verify_metadata/"
+                "verify_pairs and/or data.gallery/probe"
+            )
         self.reduce, self.fars, self.ranks = reduce, tuple(float(f) for f in fars), tuple(int(r) for r in ranks)
         names: dict[str, None] = {}
         for key in ("verify_set", "gallery", "probe"):
@@ -159,5 +163,6 @@ class IJBATemplatesDataModule(ProtocolDataModule):
         return [self.root / name for name in self.names]
 
     def evaluate_features(self, features: torch.Tensor) -> dict[str, float]:
-        return evaluate_templates(features, self.names, **self.sets, reduce=self.reduce, fars=self.fars,
-                                  ranks=self.ranks)
+        return evaluate_templates(
+            features, self.names, **self.sets, reduce=self.reduce, fars=self.fars, ranks=self.ranks
+        )

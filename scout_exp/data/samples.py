@@ -9,7 +9,7 @@ it also takes one of these names, so the real-face run needs no files of its own
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def is_sample(spec: str | os.PathLike[str]) -> bool:
 
 def sample_name(spec: str) -> str:
     """The NAME of ``sample:NAME``; unknown names are a :class:`UserError` listing the known ones."""
-    name = spec[len(SAMPLE_PREFIX):]
+    name = spec[len(SAMPLE_PREFIX) :]
     if name not in SAMPLES:
         known = ", ".join(SAMPLE_PREFIX + n for n in SAMPLES)
         raise UserError(f"unknown sample image {spec!r}; choose one of: {known}")

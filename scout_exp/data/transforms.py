@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ class InputSpec:
     pixel_scale: float = 1.0
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "InputSpec":
+    def from_config(cls, cfg: Mapping[str, Any]) -> InputSpec:
         return cls(
             size=int(cfg["size"]),
             channel_order=str(cfg["channel_order"]).upper(),

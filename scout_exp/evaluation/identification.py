@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,9 +14,7 @@ def _np(x: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def match_ranks(
-    similarity: np.ndarray | torch.Tensor, probe_labels: Sequence, gallery_labels: Sequence
-) -> np.ndarray:
+def match_ranks(similarity: np.ndarray | torch.Tensor, probe_labels: Sequence, gallery_labels: Sequence) -> np.ndarray:
     """Rank (1-based) of each probe's first correct gallery entry; 0 for probes with no mate.
 
     rank = 1 + the number of gallery entries of *other* subjects whose similarity is at least the
@@ -25,9 +23,7 @@ def match_ranks(
     sim = _np(similarity).astype(np.float64)
     p_lab, g_lab = _np(probe_labels).reshape(-1), _np(gallery_labels).reshape(-1)
     if sim.shape != (p_lab.size, g_lab.size):
-        raise UserError(
-            f"similarity is {sim.shape} but there are {p_lab.size} probes and {g_lab.size} gallery entries"
-        )
+        raise UserError(f"similarity is {sim.shape} but there are {p_lab.size} probes and {g_lab.size} gallery entries")
     genuine = p_lab[:, None] == g_lab[None, :]
     mated = genuine.any(axis=1)
     best = np.where(genuine, sim, -np.inf).max(axis=1)

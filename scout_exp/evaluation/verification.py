@@ -9,8 +9,9 @@ drop_intermediate=False)``: one point per distinct score plus the starting point
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -103,9 +104,7 @@ def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
             else:
                 raise ValueError
         except ValueError:
-            raise UserError(
-                f"{p}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {' '.join(tok)!r}"
-            ) from None
+            raise UserError(f"{p}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {' '.join(tok)!r}") from None
     if not pairs:
         raise UserError(f"{p} contains no pairs")
     return pairs

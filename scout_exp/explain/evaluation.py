@@ -8,7 +8,7 @@ Undefined ratios (0/0) are NaN, as in the official code, which averages with ``n
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -39,9 +39,7 @@ def parts_inside(
     valid = (parts >= 0) & (parts < n)
     total = np.bincount(parts[valid], minlength=n)
     covered = np.bincount(parts[valid & seg], minlength=n)
-    return {
-        part_names[k] for k in range(n) if total[k] > 0 and covered[k] >= min_coverage * total[k]
-    }
+    return {part_names[k] for k in range(n) if total[k] > 0 and covered[k] >= min_coverage * total[k]}
 
 
 def visible_parts(part_map: ArrayLike, part_names: Sequence[str]) -> set[str]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -103,8 +104,9 @@ class FaceLoader:
         return views
 
 
-def jitter_matrix(rng: np.random.Generator, size: tuple[int, int], shift: float = 0.04,
-                  zoom: float = 0.05, degrees: float = 4.0) -> np.ndarray:
+def jitter_matrix(
+    rng: np.random.Generator, size: tuple[int, int], shift: float = 0.04, zoom: float = 0.05, degrees: float = 4.0
+) -> np.ndarray:
     """A random similarity (2x3) about the centre of a ``size`` (w, h) crop: small shift, zoom and rotation."""
     w, h = size
     angle = math.radians(rng.uniform(-degrees, degrees))
@@ -118,8 +120,14 @@ def jitter_matrix(rng: np.random.Generator, size: tuple[int, int], shift: float 
 def _warp(image: np.ndarray, matrix: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
     if matrix is None:
         return image
-    return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64)[:2], size, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return cv2.warpAffine(
+        image,
+        np.asarray(matrix, dtype=np.float64)[:2],
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
 
 
 def has_gallery(gallery_cfg: Mapping[str, Any] | None) -> bool:
@@ -140,8 +148,10 @@ def gallery_images(gallery_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
             if images:
                 found[sub.name] = images
         if not found:
-            raise UserError(f"gallery folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}); put each "
-                            f"identity's images in {root}/<name>/")
+            raise UserError(
+                f"gallery folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}); put each "
+                f"identity's images in {root}/<name>/"
+            )
     for name, images in (gallery_cfg.get("identities") or {}).items():
         specs = [images] if isinstance(images, str) else list(images or [])
         if not specs:
@@ -155,7 +165,9 @@ def gallery_images(gallery_cfg: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def enrol_gallery(
-    gallery_cfg: Mapping[str, Any], embedder: nn.Module, preprocess: Callable[[np.ndarray], torch.Tensor],
+    gallery_cfg: Mapping[str, Any],
+    embedder: nn.Module,
+    preprocess: Callable[[np.ndarray], torch.Tensor],
     detector: Any = None,
 ) -> GalleryClassifier:
     """Enrol the configured identities on ``embedder``: one template per identity (scaled-cosine logits)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -54,8 +54,9 @@ def save_pair_figure(path: Path, rows: Sequence[dict], title: str) -> Path:
     return save_figure(fig, path)
 
 
-def save_pr_figure(path: Path, fractions: Sequence[float], precision: np.ndarray, recall: np.ndarray,
-                   label: str) -> Path:
+def save_pr_figure(
+    path: Path, fractions: Sequence[float], precision: np.ndarray, recall: np.ndarray, label: str
+) -> Path:
     """Mean precision and recall of the discriminant segments against the parts that really differ."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
     ax1.plot(recall, precision, marker=".", label=label)

@@ -13,9 +13,10 @@ there is no second image).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,9 @@ class PairDataset(Dataset):
     ``align`` (a template of :mod:`scout_exp.data.align`, or None) aligns file images first.
     """
 
-    def __init__(self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None,
-                 align: str | None = None) -> None:
+    def __init__(
+        self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None, align: str | None = None
+    ) -> None:
         if not pairs:
             raise UserError("nothing to explain: the list of pairs is empty")
         self.pairs = list(pairs)
@@ -88,8 +90,15 @@ def pairs_from_images(images: Sequence[str], classes: Sequence[int | None]) -> l
     for path in images:
         check_image_spec(str(path))
     padded = list(classes) + [None] * (2 - len(classes))
-    return [Pair(str(images[0]), str(images[1]) if len(images) == 2 else None, _opt_int(padded[0]),
-                 _opt_int(padded[1]), name="pair_000")]
+    return [
+        Pair(
+            str(images[0]),
+            str(images[1]) if len(images) == 2 else None,
+            _opt_int(padded[0]),
+            _opt_int(padded[1]),
+            name="pair_000",
+        )
+    ]
 
 
 def pairs_from_csv(path: str | Path) -> list[Pair]:
@@ -133,8 +142,9 @@ def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -
         others = sorted((len(faceparts.differing_parts(a, b)), b) for b in by_identity if b != a)
         b = others[0][1]
         j = by_identity[b][n % len(by_identity[b])]
-        pairs.append(Pair(int(i), j, a, b, name=f"pair_{n:03d}",
-                          meta={"discriminative_parts": faceparts.differing_parts(a, b)}))
+        pairs.append(
+            Pair(int(i), j, a, b, name=f"pair_{n:03d}", meta={"discriminative_parts": faceparts.differing_parts(a, b)})
+        )
     return pairs
 
 
@@ -154,5 +164,7 @@ def check_classes(pairs: Sequence[Pair], num_classes: int) -> None:
             raise UserError(f"{pair.name}: class_1 and class_2 are both {pair.class_1}; they must differ")
         for cls in (pair.class_1, pair.class_2):
             if cls is not None and not 0 <= cls < num_classes:
-                raise UserError(f"{pair.name}: class id {cls} is out of range; the recogniser has "
-                                f"{num_classes} classes (0..{num_classes - 1})")
+                raise UserError(
+                    f"{pair.name}: class id {cls} is out of range; the recogniser has "
+                    f"{num_classes} classes (0..{num_classes - 1})"
+                )

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample
-from scout_exp.explain.evaluation import parts_inside, part_iou, pr_curve, part_precision_recall
+from scout_exp.explain.evaluation import part_iou, part_precision_recall, parts_inside, pr_curve
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
 from scout_exp.explain.scout import Explanation, ScoutExplainer
@@ -51,8 +51,10 @@ class ExplainModule(pl.LightningModule):
         explained = self.explainer.explain(x, torch.cat([c1, c2[has_2]]), torch.cat([c2, c1[has_2]]))
         size = tuple(x.shape[-2:])
         maps = {
-            "class_map": explained.class_map, "counter_map": explained.counter_map,
-            "confidence_map": explained.confidence_map, **explained.variants,
+            "class_map": explained.class_map,
+            "counter_map": explained.counter_map,
+            "confidence_map": explained.confidence_map,
+            **explained.variants,
         }
         maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
         discriminant = maps[self.explainer.variant]
@@ -86,12 +88,15 @@ class ExplainModule(pl.LightningModule):
         c2 = torch.where(c2 == NO_CLASS, fallback, c2)
         return c1, c2
 
-    def _record(self, index: int, rows: list[int], x: Tensor, e: Explanation, maps: dict[str, Tensor],
-                segments: Tensor) -> dict[str, Any]:
+    def _record(
+        self, index: int, rows: list[int], x: Tensor, e: Explanation, maps: dict[str, Tensor], segments: Tensor
+    ) -> dict[str, Any]:
         pair = self.dataset.pairs[index]
         out = self.settings.out_dir
-        record: dict[str, Any] = {"pair": pair.name, "images": [str(pair.image_1)] + (
-            [str(pair.image_2)] if pair.image_2 is not None else [])}
+        record: dict[str, Any] = {
+            "pair": pair.name,
+            "images": [str(pair.image_1)] + ([str(pair.image_2)] if pair.image_2 is not None else []),
+        }
         disc = pair.meta.get("discriminative_parts")
         if disc is not None:
             record["discriminative_parts"] = list(disc)
@@ -100,10 +105,14 @@ class ExplainModule(pl.LightningModule):
             ys, yc = int(e.y_star[row]), int(e.y_counter[row])
             seg = segments[row].numpy()
             item = {
-                "class": ys, "counter_class": yc,
-                "prob_class": float(e.probs[row, ys]), "prob_counter": float(e.probs[row, yc]),
-                "predicted": int(e.probs[row].argmax()), "confidence": float(e.confidence[row]),
-                "segment_area_px": int(seg.sum()), "segment_area_fraction": float(seg.mean()),
+                "class": ys,
+                "counter_class": yc,
+                "prob_class": float(e.probs[row, ys]),
+                "prob_counter": float(e.probs[row, yc]),
+                "predicted": int(e.probs[row].argmax()),
+                "confidence": float(e.confidence[row]),
+                "segment_area_px": int(seg.sum()),
+                "segment_area_fraction": float(seg.mean()),
             }
             identities = self.settings.class_names
             if identities is not None:
@@ -116,18 +125,23 @@ class ExplainModule(pl.LightningModule):
                 curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
                 item["parts_in_segment"] = sorted(covered[-1])
             record[f"image_{side + 1}"] = item
-            fig_rows.append({
-                "image": self.dataset.preprocess.invert(x[row]),
-                "label": f"image {side + 1}: why {item.get('class_name', ys)} not {item.get('counter_name', yc)}"
-                         f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
-                **{k: v[row].numpy() for k, v in maps.items()}, "segment": seg,
-                "segment_label": f"segment {item['segment_area_fraction']:.0%}",
-            })
+            fig_rows.append(
+                {
+                    "image": self.dataset.preprocess.invert(x[row]),
+                    "label": f"image {side + 1}: why {item.get('class_name', ys)} not {item.get('counter_name', yc)}"
+                    f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
+                    **{k: v[row].numpy() for k, v in maps.items()},
+                    "segment": seg,
+                    "segment_label": f"segment {item['segment_area_fraction']:.0%}",
+                }
+            )
         if len(covered) == 2:
             record["piou"] = part_iou(*covered)
         if curves:
-            record["pr_curve"] = {"precision": np.nanmean([c[0] for c in curves], 0).tolist(),
-                                  "recall": np.nanmean([c[1] for c in curves], 0).tolist()}
+            record["pr_curve"] = {
+                "precision": np.nanmean([c[0] for c in curves], 0).tolist(),
+                "recall": np.nanmean([c[1] for c in curves], 0).tolist(),
+            }
         if index < self.settings.max_figures:
             name = f"figures/{pair.name}.png"
             save_pair_figure(out / name, fig_rows, f"{pair.name}: discriminant explanations ({self.explainer.variant})")

@@ -68,13 +68,17 @@ def load_recogniser(cfg: DictConfig) -> Recogniser:
         return recogniser
     if not has_gallery(gallery_cfg):
         if outputs_embeddings:
-            raise UserError(f"model {model_cfg['name']} outputs {model_cfg['embedding']}-d embeddings, not "
-                            "identities: enrol a gallery (gallery.folder=<folder>/<identity>/<images>) or use "
-                            "mode=verify")
+            raise UserError(
+                f"model {model_cfg['name']} outputs {model_cfg['embedding']}-d embeddings, not "
+                "identities: enrol a gallery (gallery.folder=<folder>/<identity>/<images>) or use "
+                "mode=verify"
+            )
         return recogniser
     if cfg.head.name == "hardness":
-        raise UserError("head=hardness needs a trained hardness predictor, which a gallery does not have; "
-                        "use head=softmax or head=certainty")
+        raise UserError(
+            "head=hardness needs a trained hardness predictor, which a gallery does not have; "
+            "use head=softmax or head=certainty"
+        )
     recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
     model = enrol_gallery(gallery_cfg, recogniser.embedder, Preprocess(recogniser.input_spec)).eval()
     log.info("gallery of %d identities: %s", len(model.names), ", ".join(model.names))
@@ -98,8 +102,10 @@ def load_network(cfg: DictConfig) -> Recogniser:
     if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
         return from_weights(model_cfg)
     if "FacePartsDataModule" not in str(cfg.data.get("_target_")):
-        raise UserError("nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
-                        "for a pretrained backbone)")
+        raise UserError(
+            "nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
+            "for a pretrained backbone)"
+        )
     return from_checkpoint(find_or_train_faceparts(cfg), cfg.head.name, cfg.attribution.get("layer"))
 
 
@@ -123,9 +129,14 @@ def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
         raise UserError(f"model {model_cfg['name']}: set +model.kwargs.num_classes=<identities of its weights>")
     model = create_model(model_cfg["name"], int(num_classes), **kwargs).eval()
     embedding = model_cfg.get("embedding")
-    return Recogniser(model, InputSpec.from_config(model_cfg["input"]), model_cfg.get("target_layer"), source,
-                      embedder=model if embedding else None,
-                      same_person_distance=model_cfg.get("same_person_distance") if embedding else None)
+    return Recogniser(
+        model,
+        InputSpec.from_config(model_cfg["input"]),
+        model_cfg.get("target_layer"),
+        source,
+        embedder=model if embedding else None,
+        same_person_distance=model_cfg.get("same_person_distance") if embedding else None,
+    )
 
 
 def _classes_in_weight_file(path: str) -> int:
@@ -144,8 +155,10 @@ def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recognis
     is_hardness = "trunk" in hparams
     if head == "hardness":
         if not is_hardness:
-            raise UserError(f"head=hardness needs a checkpoint of `train.py head=hardness`; {path} holds a "
-                            "plain classifier (use head=softmax or head=certainty with it)")
+            raise UserError(
+                f"head=hardness needs a checkpoint of `train.py head=hardness`; {path} holds a "
+                "plain classifier (use head=softmax or head=certainty with it)"
+            )
         from scout_exp.hardness.module import load_hardness
 
         module = load_hardness(path)
@@ -169,16 +182,23 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
     if found is not None:
         log.info("explaining %s", found)
         return found
-    log.warning("no FaceParts checkpoint of model=%s head=%s under %s/train: training one with train.py "
-                "(a few minutes)", cfg.model.name, cfg.head.name, cfg.paths.log_dir)
+    log.warning(
+        "no FaceParts checkpoint of model=%s head=%s under %s/train: training one with train.py (a few minutes)",
+        cfg.model.name,
+        cfg.head.name,
+        cfg.paths.log_dir,
+    )
     overrides = [f"model={cfg.model.name}", f"head={cfg.head.name}", f"paths.log_dir={cfg.paths.log_dir}"]
-    overrides += [f"data.{k}={cfg.data[k]}" for k in ("num_identities", "images_per_identity", "image_size",
-                                                       "difficulty", "seed")]
+    overrides += [
+        f"data.{k}={cfg.data[k]}" for k in ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
+    ]
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides])
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
     if result.returncode != 0 or found is None:
-        raise UserError(f"training a FaceParts classifier failed (python train.py {' '.join(overrides)}); "
-                        "run it yourself and pass ckpt_path=...")
+        raise UserError(
+            f"training a FaceParts classifier failed (python train.py {' '.join(overrides)}); "
+            "run it yourself and pass ckpt_path=..."
+        )
     return found
 
 
@@ -195,9 +215,12 @@ def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
         if json.loads(summary.read_text() or "{}").get("status") != "ok":  # a crashed run keeps its last.ckpt
             continue
         other = OmegaConf.load(resolved)
-        same = (other.model.name == cfg.model.name and other.head.name == cfg.head.name
-                and "FacePartsDataModule" in str(other.data.get("_target_"))
-                and all(other.data.get(k) == cfg.data.get(k) for k in keys))
+        same = (
+            other.model.name == cfg.model.name
+            and other.head.name == cfg.head.name
+            and "FacePartsDataModule" in str(other.data.get("_target_"))
+            and all(other.data.get(k) == cfg.data.get(k) for k in keys)
+        )
         if same:
             candidates.append(ckpt)
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)

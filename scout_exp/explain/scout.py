@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from scout_exp.attribution.base import (
     BaseAttribution,
-    frozen_eval,
     create_attribution,
+    frozen_eval,
     layer_gradients,
     resolve_layer,
     upsample,
@@ -67,13 +67,9 @@ class ScoutExplainer:
         variant: str = "a_abar_as",
     ) -> None:
         if confidence not in CONFIDENCES:
-            raise UserError(
-                f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}"
-            )
+            raise UserError(f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}")
         if variant not in VARIANTS:
-            raise UserError(
-                f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}"
-            )
+            raise UserError(f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
         if confidence == "hardness" and (predictor is None) == (hardness_fn is None):
             raise UserError(
                 "confidence 'hardness' needs exactly one of a hardness predictor (separate trunk) "
@@ -81,15 +77,11 @@ class ScoutExplainer:
             )
         self.model = model
         self.attribution = (
-            create_attribution(attribution, model, target_layer)
-            if isinstance(attribution, str)
-            else attribution
+            create_attribution(attribution, model, target_layer) if isinstance(attribution, str) else attribution
         )
         self.confidence = confidence
         self.predictor = predictor if confidence == "hardness" else None
-        self.predictor_layer = (
-            resolve_layer(predictor, predictor_layer)[1] if self.predictor is not None else None
-        )
+        self.predictor_layer = resolve_layer(predictor, predictor_layer)[1] if self.predictor is not None else None
         self.hardness_fn = hardness_fn
         self.logits_fn = logits_fn or (lambda out: out)
         self.variant = variant
@@ -109,9 +101,7 @@ class ScoutExplainer:
             if yc is None:
                 yc = _best_other(logits.detach(), ys)
             if bool((ys == yc).any()):
-                raise UserError(
-                    "the counter class must differ from the explained class for every image"
-                )
+                raise UserError("the counter class must differ from the explained class for every image")
             chosen.update(y_star=ys, y_counter=yc, logits=logits.detach())
             rows = torch.arange(logits.shape[0], device=logits.device)
             return torch.stack([logits[rows, ys], logits[rows, yc]], dim=1)
@@ -122,9 +112,7 @@ class ScoutExplainer:
 
         shared_conf = self.predictor is None
         if self.attribution.uses_engine:
-            lg = layer_gradients(
-                self.model, self.attribution.layer, x, all_targets if shared_conf else class_targets
-            )
+            lg = layer_gradients(self.model, self.attribution.layer, x, all_targets if shared_conf else class_targets)
             class_maps = self.attribution.combine(lg.activations, lg.gradients[:, :2])
             if shared_conf:
                 conf_map = confidence_map(lg.activations, lg.gradients[:, 2:3])[:, 0]
@@ -136,9 +124,7 @@ class ScoutExplainer:
                 conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
                 conf = lg.targets[:, 0]
         if not shared_conf:
-            lg = layer_gradients(
-                self.predictor, self.predictor_layer, x, easiness_score
-            )
+            lg = layer_gradients(self.predictor, self.predictor_layer, x, easiness_score)
             conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
             conf = lg.targets[:, 0]
         if conf_map.shape[-2:] != class_maps.shape[-2:]:
@@ -169,9 +155,7 @@ class ScoutExplainer:
         Defaults: ``y*`` is the prediction on ``x``; ``y^c`` the best class other than ``y*`` on ``x^c``.
         """
         if x.shape[0] != x_counter.shape[0]:
-            raise UserError(
-                f"x and x_counter must hold as many images, got {x.shape[0]} and {x_counter.shape[0]}"
-            )
+            raise UserError(f"x and x_counter must hold as many images, got {x.shape[0]} and {x_counter.shape[0]}")
         if y_star is None or y_counter is None:
             with torch.no_grad():
                 was_training = self.model.training

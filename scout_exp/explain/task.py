@@ -62,14 +62,25 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         variant=cfg.variant,
         **recogniser.explainer_kwargs,
     )
-    settings = ExplainSettings(out_dir=out, area_fraction=cfg.segment.area_fraction,
-                               threshold=cfg.segment.threshold, save_maps=cfg.save_maps,
-                               max_figures=cfg.max_figures, part_names=_part_names(faceparts),
-                               class_names=recogniser.class_names)
+    settings = ExplainSettings(
+        out_dir=out,
+        area_fraction=cfg.segment.area_fraction,
+        threshold=cfg.segment.threshold,
+        save_maps=cfg.save_maps,
+        max_figures=cfg.max_figures,
+        part_names=_part_names(faceparts),
+        class_names=recogniser.class_names,
+    )
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()],
-                          precision="32-true", inference_mode=False, enable_checkpointing=False,
-                          max_epochs=None)
+    trainer = instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[RichProgressBar()],
+        precision="32-true",
+        inference_mode=False,
+        enable_checkpointing=False,
+        max_epochs=None,
+    )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
     batches = trainer.predict(ExplainModule(explainer, dataset, settings), loader) or []
     records = _gather([r for batch in batches for r in batch])
@@ -79,9 +90,14 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     scores = mean_pr(records)
     curve = scores.pop("pr_curve", None)
     summary = {
-        "status": "ok", "task": "explain", "checkpoint": recogniser.source,
-        "attribution": cfg.attribution.method, "layer": explainer.attribution.layer_name,
-        "confidence": cfg.head.name, "variant": cfg.variant, "pairs": len(records),
+        "status": "ok",
+        "task": "explain",
+        "checkpoint": recogniser.source,
+        "attribution": cfg.attribution.method,
+        "layer": explainer.attribution.layer_name,
+        "confidence": cfg.head.name,
+        "variant": cfg.variant,
+        "pairs": len(records),
         **scores,
     }
     if recogniser.class_names is not None:
@@ -90,12 +106,16 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         summary["align"] = cfg.align
     figures = [r["figure"] for r in records if "figure" in r]
     if curve:
-        save_pr_figure(out / "figures" / "pr_curve.png", curve["area_fraction"], np.array(curve["precision"]),
-                       np.array(curve["recall"]), f"{cfg.attribution.method}, {cfg.variant}")
+        save_pr_figure(
+            out / "figures" / "pr_curve.png",
+            curve["area_fraction"],
+            np.array(curve["precision"]),
+            np.array(curve["recall"]),
+            f"{cfg.attribution.method}, {cfg.variant}",
+        )
         figures.append("figures/pr_curve.png")
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-    save_json({"summary": summary, "figures": figures, "pr_curve": curve, "pairs": records},
-              out / "explanations.json")
+    save_json({"summary": summary, "figures": figures, "pr_curve": curve, "pairs": records}, out / "explanations.json")
     save_json(summary, out / "summary.json")
     _log(loggers, cfg, summary, records, out)
     log.info("explanations: %s", out / "explanations.json")
@@ -105,17 +125,31 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
 def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path, start: float) -> dict[str, Any]:
     """``mode=verify``: similar/different evidence maps of every pair (:mod:`scout_exp.explain.verification`)."""
     if cfg.attribution.method != "gradxact":
-        raise UserError(f"mode=verify maps the cosine similarity with gradient x activation; drop "
-                        f"attribution={cfg.attribution.method} (or use attribution=gradxact)")
+        raise UserError(
+            f"mode=verify maps the cosine similarity with gradient x activation; drop "
+            f"attribution={cfg.attribution.method} (or use attribution=gradxact)"
+        )
     # verification pairs are few: one device, the first GPU when the trainer config allows one
     use_gpu = torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
     recogniser.embedder.to("cuda" if use_gpu else "cpu")
     explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
-    records = explain_pairs(explainer, dataset, out, threshold=recogniser.same_person_distance,
-                            batch_size=cfg.batch_size, max_figures=cfg.max_figures, save_maps=cfg.save_maps)
+    records = explain_pairs(
+        explainer,
+        dataset,
+        out,
+        threshold=recogniser.same_person_distance,
+        batch_size=cfg.batch_size,
+        max_figures=cfg.max_figures,
+        save_maps=cfg.save_maps,
+    )
     summary = {
-        "status": "ok", "task": "explain", "mode": "verify", "checkpoint": recogniser.source,
-        "attribution": "gradxact", "layer": explainer.layer_name, "pairs": len(records),
+        "status": "ok",
+        "task": "explain",
+        "mode": "verify",
+        "checkpoint": recogniser.source,
+        "attribution": "gradxact",
+        "layer": explainer.layer_name,
+        "pairs": len(records),
         "mean_cosine": float(np.mean([r["cosine"] for r in records])),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
@@ -174,8 +208,9 @@ def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [unique[k] for k in sorted(unique)]
 
 
-def _log(loggers: list[Any], cfg: DictConfig, summary: dict[str, Any], records: list[dict[str, Any]],
-         out: Path) -> None:
+def _log(
+    loggers: list[Any], cfg: DictConfig, summary: dict[str, Any], records: list[dict[str, Any]], out: Path
+) -> None:
     """Mirror the run in W&B: config, summary, the figures and a table of scores."""
     for logger in loggers:
         logger.log_hyperparams(to_container(cfg))
@@ -188,8 +223,22 @@ def _log(loggers: list[Any], cfg: DictConfig, summary: dict[str, Any], records: 
             logger.log_image(key="explanations", images=figures)
         if (out / "figures" / "pr_curve.png").is_file():
             logger.log_image(key="pr_curve", images=[str(out / "figures" / "pr_curve.png")])
-        columns = ["pair", "side", "class", "counter_class", "prob_class", "prob_counter", "confidence",
-                   "segment_area_fraction", "precision", "recall"]
-        rows = [[r["pair"], side, *(r[f"image_{side}"].get(c) for c in columns[2:])]
-                for r in records for side in (1, 2) if f"image_{side}" in r]
+        columns = [
+            "pair",
+            "side",
+            "class",
+            "counter_class",
+            "prob_class",
+            "prob_counter",
+            "confidence",
+            "segment_area_fraction",
+            "precision",
+            "recall",
+        ]
+        rows = [
+            [r["pair"], side, *(r[f"image_{side}"].get(c) for c in columns[2:])]
+            for r in records
+            for side in (1, 2)
+            if f"image_{side}" in r
+        ]
         logger.log_table(key="scores", columns=columns, data=rows)

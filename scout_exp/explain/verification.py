@@ -11,9 +11,10 @@ explained (the reference against the fixed probe embedding too), in one forward/
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -61,8 +62,9 @@ class VerificationExplainer:
     def explain(self, probe: Tensor, reference: Tensor) -> VerificationExplanation:
         """Explain each ``(probe[b], reference[b])`` pair in both directions."""
         if probe.shape != reference.shape:
-            raise UserError(f"probe and reference batches differ in shape: {tuple(probe.shape)} vs "
-                            f"{tuple(reference.shape)}")
+            raise UserError(
+                f"probe and reference batches differ in shape: {tuple(probe.shape)} vs {tuple(reference.shape)}"
+            )
         batch = probe.shape[0]
 
         def cosine_to_partner(out: Tensor) -> Tensor:
@@ -93,14 +95,16 @@ def pair_record(e: VerificationExplanation, b: int, threshold: float | None) -> 
         similar, different = float(e.similar(m).sum()), float(e.different(m).sum())
         total = similar + different
         record[side] = {
-            "similar_mass": similar, "different_mass": different,
+            "similar_mass": similar,
+            "different_mass": different,
             "similar_share": similar / total if total > 0 else float("nan"),
         }
     return record
 
 
-def save_verification_figure(path: Path, images: Sequence[np.ndarray], maps: Sequence[np.ndarray],
-                             labels: Sequence[str], title: str) -> Path:
+def save_verification_figure(
+    path: Path, images: Sequence[np.ndarray], maps: Sequence[np.ndarray], labels: Sequence[str], title: str
+) -> Path:
     """One row per image (probe, reference): the image, its similar (red) and different (blue) evidence,
     and the signed map; ``maps`` are signed, at image size, on one colour scale per row.
     """
@@ -129,8 +133,13 @@ def save_verification_figure(path: Path, images: Sequence[np.ndarray], maps: Seq
 
 
 def explain_pairs(
-    explainer: VerificationExplainer, dataset: Any, out_dir: Path, threshold: float | None = None,
-    batch_size: int = 16, max_figures: int = 16, save_maps: bool = False,
+    explainer: VerificationExplainer,
+    dataset: Any,
+    out_dir: Path,
+    threshold: float | None = None,
+    batch_size: int = 16,
+    max_figures: int = 16,
+    save_maps: bool = False,
 ) -> list[dict[str, Any]]:
     """Explain every pair of a :class:`scout_exp.explain.pairs.PairDataset`; write figures (and maps)."""
     missing = [p.name for p in dataset.pairs if p.image_2 is None]
@@ -147,16 +156,22 @@ def explain_pairs(
         ref_maps = upsample(e.reference_map[:, None], size)[:, 0].float().cpu().numpy()
         for b, index in enumerate(batch["index"].tolist()):
             pair = dataset.pairs[index]
-            record = {"pair": pair.name, "images": [str(pair.image_1), str(pair.image_2)],
-                      **pair_record(e, b, threshold)}
+            record = {
+                "pair": pair.name,
+                "images": [str(pair.image_1), str(pair.image_2)],
+                **pair_record(e, b, threshold),
+            }
             if index < max_figures:
                 images = [dataset.preprocess.invert(x1[b]), dataset.preprocess.invert(x2[b])]
                 verdict = ""
                 if "same_person" in record:
-                    verdict = f", {'same person' if record['same_person'] else 'different people'} " \
-                              f"(threshold {threshold:g})"
-                title = (f"{pair.name}: cosine {record['cosine']:.3f}, distance {record['distance']:.3f}{verdict}; "
-                         f"gradient x activation at {explainer.layer_name}")
+                    verdict = (
+                        f", {'same person' if record['same_person'] else 'different people'} (threshold {threshold:g})"
+                    )
+                title = (
+                    f"{pair.name}: cosine {record['cosine']:.3f}, distance {record['distance']:.3f}{verdict}; "
+                    f"gradient x activation at {explainer.layer_name}"
+                )
                 labels = [f"probe: {Path(str(pair.image_1)).name}", f"reference: {Path(str(pair.image_2)).name}"]
                 name = f"figures/{pair.name}_verify.png"
                 save_verification_figure(out_dir / name, images, [probe_maps[b], ref_maps[b]], labels, title)

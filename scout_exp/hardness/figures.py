@@ -26,8 +26,12 @@ def save_risk_coverage_figure(
     for name, (coverage, risk) in curves.items():
         auroc = metrics.get(f"auroc_{name}")
         auroc_text = "n/a" if auroc is None else f"{auroc:.3f}"
-        ax.step(coverage, risk, where="post",
-                label=f"{LABELS.get(name, name)}: AURC {metrics[f'aurc_{name}']:.4f}, AUROC {auroc_text}")
+        ax.step(
+            coverage,
+            risk,
+            where="post",
+            label=f"{LABELS.get(name, name)}: AURC {metrics[f'aurc_{name}']:.4f}, AUROC {auroc_text}",
+        )
     errors = metrics.get("errors")
     samples = metrics.get("samples")
     if errors is not None and samples:

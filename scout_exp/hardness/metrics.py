@@ -99,4 +99,3 @@ def evaluate_confidence(
         )
     )
     return ConfidenceReport(metrics=metrics, curves=curves)
-

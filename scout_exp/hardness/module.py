@@ -117,11 +117,15 @@ class HardnessModule(ClassifierModule):
         """Initialise ``self.model`` from a train.py classifier checkpoint; refuse any other kind."""
         hparams = read_checkpoint(path).get("hyper_parameters") or {}
         if "trunk" in hparams:
-            raise UserError(f"{path} is a hardness checkpoint; pass it as model.init_from, not head.module.classifier_ckpt")
+            raise UserError(
+                f"{path} is a hardness checkpoint; pass it as model.init_from, not head.module.classifier_ckpt"
+            )
         trained = hparams.get("model_name")
         if trained is not None and trained != self.hparams.model_name:
-            raise UserError(f"classifier_ckpt {path} holds a {trained} classifier but model={self.hparams.model_name}; "
-                            f"use model={trained} or another checkpoint")
+            raise UserError(
+                f"classifier_ckpt {path} holds a {trained} classifier but model={self.hparams.model_name}; "
+                f"use model={trained} or another checkpoint"
+            )
         holder = nn.Module()
         holder.model = self.model
         load_weights(holder, path)
@@ -177,8 +181,12 @@ class HardnessModule(ClassifierModule):
         if 0 < errors < seen:
             for score in ("hardness", "softmax"):
                 self.log(f"{stage}_{score}_auroc", self.error_auroc[f"{stage}_{score}"].compute())
-        for metric in (self.error_count[stage], self.sample_count[stage],
-                       self.error_auroc[f"{stage}_hardness"], self.error_auroc[f"{stage}_softmax"]):
+        for metric in (
+            self.error_count[stage],
+            self.sample_count[stage],
+            self.error_auroc[f"{stage}_hardness"],
+            self.error_auroc[f"{stage}_softmax"],
+        ):
             metric.reset()
 
     def on_validation_epoch_end(self) -> None:
@@ -223,8 +231,12 @@ class HardnessModule(ClassifierModule):
         logits, labels, hardness = self.collect_outputs(loader)
         report = evaluate_confidence(logits, labels, {"easiness": 1 - hardness})
         m = report.metrics
-        result: dict[str, Any] = {f"{split}_acc": m["accuracy"], "confidence_split": split,
-                                  "confidence_samples": m["samples"], "confidence_errors": m["errors"]}
+        result: dict[str, Any] = {
+            f"{split}_acc": m["accuracy"],
+            "confidence_split": split,
+            "confidence_samples": m["samples"],
+            "confidence_errors": m["errors"],
+        }
         result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "ece_"))})
         if trainer.is_global_zero:
             title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
@@ -246,8 +258,11 @@ class HardnessModule(ClassifierModule):
         if self.predictor.trunk is not None:
             _, predictor_layer = resolve_layer(self.predictor.trunk, name)
             return {"predictor": self.predictor, "predictor_layer": predictor_layer}
-        return {"model": LogitsWithHardness(self.model, self.predictor),
-                "hardness_fn": hardness_part, "logits_fn": logits_part}
+        return {
+            "model": LogitsWithHardness(self.model, self.predictor),
+            "hardness_fn": hardness_part,
+            "logits_fn": logits_part,
+        }
 
 
 def _is_hardness_checkpoint(path: str | Path) -> bool:

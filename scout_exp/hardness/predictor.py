@@ -20,7 +20,9 @@ class HardnessPredictor(nn.Module):
     FC stands in for the 1000-way output layer that the reference code's backbone keeps.
     """
 
-    def __init__(self, feature_dim: int, hidden: int = 128, dropout: float = 0.5, trunk: nn.Module | None = None) -> None:
+    def __init__(
+        self, feature_dim: int, hidden: int = 128, dropout: float = 0.5, trunk: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = nn.Sequential(

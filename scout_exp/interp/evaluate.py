@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -143,8 +144,10 @@ class EvalCollector:
                 metrics.update(pair_verification(f, y, fars))
                 metrics.update(gallery_probe_identification(f, y, ranks))
             else:
-                log.warning("verification and identification skipped: the test split needs two identities "
-                            "and an identity with two faces (raise data.test_fraction)")
+                log.warning(
+                    "verification and identification skipped: the test split needs two identities "
+                    "and an identity with two faces (raise data.test_fraction)"
+                )
         if self.occluded_total:
             metrics["acc_occluded"] = self.occluded_correct / self.occluded_total
         points, weight = torch.cat(self.points), torch.cat(self.weights)

@@ -6,8 +6,8 @@ directly. Cosines use norms clamped at ``eps`` so that an all-zero map or filter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

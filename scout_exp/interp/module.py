@@ -17,9 +17,10 @@ The test stage runs the face-recognition evaluation of :mod:`scout_exp.interp.ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -92,8 +93,9 @@ class InterpFRModule(ClassifierModule):
             raise UserError(f"n_invariant must be in [1, {self.model.fc.in_features}], got {n_invariant}")
         bad = [p for p in occlusion_parts if p not in PART_NAMES]
         if bad or not occlusion_parts:
-            raise UserError(f"occlusion_parts must name FaceParts parts ({', '.join(PART_NAMES)}); "
-                            f"got {list(occlusion_parts)}")
+            raise UserError(
+                f"occlusion_parts must name FaceParts parts ({', '.join(PART_NAMES)}); got {list(occlusion_parts)}"
+            )
         self.part_labels = [PART_NAMES.index(p) + 1 for p in occlusion_parts]
         self.collector: EvalCollector | None = None
         self.test_results: dict[str, Any] = {}
@@ -108,8 +110,12 @@ class InterpFRModule(ClassifierModule):
         w = self.loss_weights
         return bool(w.ce_occluded or w.sad_occluded or w.fad)
 
-    def occlude(self, batch: Sequence[Any], generator: torch.Generator | None = None,
-                part_index: int | Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def occlude(
+        self,
+        batch: Sequence[Any],
+        generator: torch.Generator | None = None,
+        part_index: int | Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Occluded copy of the batch's images (pixels set to -1, black in [-1, 1]) and the masks.
 
         ``part_index`` picks the part (an index into ``occlusion_parts``, for the whole batch, or
@@ -139,15 +145,20 @@ class InterpFRModule(ClassifierModule):
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         if bool((y < 0).any()):
-            raise UserError("this data module is an evaluation protocol without training labels; "
-                            "use train=false test=true ckpt_path=...")
+            raise UserError(
+                "this data module is an evaluation protocol without training labels; "
+                "use train=false test=true ckpt_path=..."
+            )
         clean = self.model.forward_maps(x)
         occluded = self.model.forward_maps(self.occlude(batch)[0]) if self.needs_occlusion else None
         loss, terms = interp_total_loss(
-            clean, y,
+            clean,
+            y,
             conv_weight=self.model.filter_weight if self.loss_weights.filter else None,
-            occluded=occluded, classify=self.model.classify,
-            weights=self.loss_weights, n_invariant=self.hparams.n_invariant,
+            occluded=occluded,
+            classify=self.model.classify,
+            weights=self.loss_weights,
+            n_invariant=self.hparams.n_invariant,
         )
         self.train_acc(clean.logits, y)
         self.log("train_loss", loss, prog_bar=True)
@@ -193,7 +204,9 @@ class InterpFRModule(ClassifierModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         protocol = getattr(datamodule, "evaluate_features", None)
         results = self.collector.compute(
-            fars=self.hparams.fars, ranks=self.hparams.ranks, protocol=protocol,
+            fars=self.hparams.fars,
+            ranks=self.hparams.ranks,
+            protocol=protocol,
             align=self.hparams.align_peaks,
         )
         for key, value in results["metrics"].items():
@@ -223,7 +236,9 @@ def load_matching(module: pl.LightningModule, path: str | Path) -> list[str]:
     own = module.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matching:
-        raise UserError(f"no tensor of {path} matches the network (names and shapes); "
-                        "base_ckpt must be a model=casianet (or casianet_interp) checkpoint")
+        raise UserError(
+            f"no tensor of {path} matches the network (names and shapes); "
+            "base_ckpt must be a model=casianet (or casianet_interp) checkpoint"
+        )
     module.load_state_dict(matching, strict=False)
     return sorted(matching)

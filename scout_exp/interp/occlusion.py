@@ -12,7 +12,7 @@ transform per image, which needs no triangulation file and is exact for aligned 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -136,9 +136,7 @@ class FaceDescriptorNet(nn.Module):
         return self.fc(out.mean(dim=(2, 3)))
 
 
-def read_tfjs_weights(
-    folder: str | os.PathLike[str], manifest_name: str = MANIFEST_NAME
-) -> dict[str, np.ndarray]:
+def read_tfjs_weights(folder: str | os.PathLike[str], manifest_name: str = MANIFEST_NAME) -> dict[str, np.ndarray]:
     """Parse a TF.js weights manifest and its ``.bin`` shards into float32 arrays, by name.
 
     Per group the shards are concatenated and the tensors read in manifest order; quantised
@@ -154,9 +152,7 @@ def read_tfjs_weights(
             f"weights manifest {manifest_path} not found; run `python -m scout_exp.zoo fetch face_descriptor`"
         ) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(
-            f"weights manifest {manifest_path} is not valid JSON ({err}); fetch the weights again"
-        ) from err
+        raise UserError(f"weights manifest {manifest_path} is not valid JSON ({err}); fetch the weights again") from err
     if not isinstance(groups, list):
         raise UserError(f"weights manifest {manifest_path} must be a list of weight groups")
     tensors: dict[str, np.ndarray] = {}
@@ -165,9 +161,7 @@ def read_tfjs_weights(
             paths, specs = group["paths"], group["weights"]
             buf = b"".join((folder / p).read_bytes() for p in paths)
         except (KeyError, TypeError) as err:
-            raise UserError(
-                f"weights manifest {manifest_path}: a group lacks 'paths' or 'weights' ({err})"
-            ) from err
+            raise UserError(f"weights manifest {manifest_path}: a group lacks 'paths' or 'weights' ({err})") from err
         except FileNotFoundError as err:
             raise UserError(f"weight shard {err.filename} listed in {manifest_path} is missing") from err
         offset = 0
@@ -192,9 +186,7 @@ def _read_tensor(buf: bytes, offset: int, spec: dict[str, Any], manifest: Path) 
         raise UserError(f"{manifest}: tensor {spec.get('name')!r} has unsupported dtype {stored!r}")
     nbytes = count * np.dtype(dtypes[stored]).itemsize
     if offset + nbytes > len(buf):
-        raise UserError(
-            f"{manifest}: the shards end before tensor {spec.get('name')!r}; the .bin file is truncated"
-        )
+        raise UserError(f"{manifest}: the shards end before tensor {spec.get('name')!r}; the .bin file is truncated")
     arr = np.frombuffer(buf, dtype=dtypes[stored], count=count, offset=offset).astype(np.float32)
     if quant:
         arr = arr * np.float32(quant["scale"]) + np.float32(quant["min"])
@@ -206,8 +198,12 @@ def tfjs_name(torch_name: str) -> str:
     if torch_name == "fc.weight":
         return "fc"
     parts = torch_name.split(".")
-    leaf = {("conv", "weight"): "filters", ("conv", "bias"): "bias",
-            ("scale", "weight"): "weights", ("scale", "bias"): "biases"}[(parts[-2], parts[-1])]
+    leaf = {
+        ("conv", "weight"): "filters",
+        ("conv", "bias"): "bias",
+        ("scale", "weight"): "weights",
+        ("scale", "bias"): "biases",
+    }[(parts[-2], parts[-1])]
     return "/".join(parts[:-1] + [leaf])
 
 
@@ -245,9 +241,7 @@ def load_face_api_weights(
 
 
 @register_model
-def face_descriptor(
-    num_classes: int = 128, pretrained: bool = False, weights_dir: str | None = None
-) -> nn.Module:
+def face_descriptor(num_classes: int = 128, pretrained: bool = False, weights_dir: str | None = None) -> nn.Module:
     """dlib's face ResNet; ``pretrained`` loads face-api's weights from ``weights_dir`` or the zoo cache."""
     model = FaceDescriptorNet(num_classes=num_classes)
     if pretrained or weights_dir is not None:

@@ -10,8 +10,8 @@ flat feature, here the L2-normalised embedding), so :func:`split_classifier` and
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +30,7 @@ class GalleryClassifier(nn.Module):
     into a logit gap of ~3: a confident but unsaturated softmax, as SCOUT's confidence scores need.
     """
 
-    def __init__(
-        self, embedder: nn.Module, templates: torch.Tensor, names: list[str], scale: float = 10.0
-    ) -> None:
+    def __init__(self, embedder: nn.Module, templates: torch.Tensor, names: list[str], scale: float = 10.0) -> None:
         super().__init__()
         templates = torch.as_tensor(templates, dtype=torch.float32)
         if templates.ndim != 2 or templates.shape[0] != len(names):
@@ -60,7 +58,9 @@ class GalleryClassifier(nn.Module):
 
 @torch.no_grad()
 def embed_images(
-    embedder: nn.Module, images: Sequence[ImageLike], preprocess: Callable[[np.ndarray], torch.Tensor],
+    embedder: nn.Module,
+    images: Sequence[ImageLike],
+    preprocess: Callable[[np.ndarray], torch.Tensor],
     batch_size: int = 32,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N, D) of images (uint8 RGB arrays or paths), in eval mode."""
@@ -71,7 +71,7 @@ def embed_images(
     try:
         out = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start : start + batch_size]
             arrays = [read_rgb(im) if isinstance(im, (str, os.PathLike)) else to_rgb(im) for im in chunk]
             batch = torch.stack([preprocess(a) for a in arrays])
             device = next(embedder.parameters(), torch.empty(0)).device
@@ -90,9 +90,7 @@ def _gallery_from_folder(folder: Path) -> dict[str, list[Path]]:
     gallery = {d.name: list_images(d) for d in sorted(folder.iterdir()) if d.is_dir()}
     gallery = {name: paths for name, paths in gallery.items() if paths}
     if not gallery:
-        raise UserError(
-            f"gallery folder {folder} holds no images; put each identity's images in {folder}/<name>/"
-        )
+        raise UserError(f"gallery folder {folder} holds no images; put each identity's images in {folder}/<name>/")
     return gallery
 
 
@@ -117,7 +115,5 @@ def enrol(
             which = f" for {', '.join(empty)}" if empty else ""
             raise UserError(f"gallery is empty{which}; give each identity at least one image")
     names = list(gallery)
-    templates = torch.stack(
-        [embed_images(embedder, list(gallery[n]), preprocess).mean(dim=0) for n in names]
-    )
+    templates = torch.stack([embed_images(embedder, list(gallery[n]), preprocess).mean(dim=0) for n in names])
     return GalleryClassifier(embedder, templates, names, scale=scale)

@@ -107,9 +107,7 @@ def _check_weight_dict(obj: Any, source: str) -> dict[str, np.ndarray]:
     return obj
 
 
-def load_into(
-    model: nn.Module, weights: dict[str, np.ndarray], source: str, hint: str | None = None
-) -> None:
+def load_into(model: nn.Module, weights: dict[str, np.ndarray], source: str, hint: str | None = None) -> None:
     """Copy ``weights`` into ``model``'s parameters and buffers after checking every name and shape both ways.
 
     BatchNorm ``num_batches_tracked`` counters may be absent from ``weights`` (Caffe conversions

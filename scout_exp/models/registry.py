@@ -8,7 +8,8 @@ by ``nn.Identity`` therefore yields the feature extractor (see :func:`split_clas
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -14,11 +14,16 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     collect_cmd = commands.add_parser("collect", help="table (CSV, Markdown) and plot of a multirun's jobs")
     collect_cmd.add_argument("dir", help="a multirun folder, e.g. outputs/train/multiruns/<time>")
-    collect_cmd.add_argument("--metric", default=None,
-                             help="column to plot (default: the runs' optimized_metric, else val_acc or precision)")
+    collect_cmd.add_argument(
+        "--metric", default=None, help="column to plot (default: the runs' optimized_metric, else val_acc or precision)"
+    )
     collect_cmd.add_argument("--out", default=None, help="folder for results.csv/.md/.png (default: DIR)")
-    collect_cmd.add_argument("--goal", choices=("max", "min"), default=None,
-                             help="which value of the metric is best (default: min for losses/errors, else max)")
+    collect_cmd.add_argument(
+        "--goal",
+        choices=("max", "min"),
+        default=None,
+        help="which value of the metric is best (default: min for losses/errors, else max)",
+    )
     check_cmd = commands.add_parser("check", help="check a W&B sweep YAML and compose every setting with Hydra")
     check_cmd.add_argument("sweep", help="a sweep file, e.g. configs/sweeps/train_grid.yaml")
     check_cmd.add_argument("--limit", type=int, default=64, help="check at most this many settings")

@@ -52,8 +52,9 @@ class Results:
         return head + list(dict.fromkeys(rest)) + ["error"]
 
 
-def collect(root: str | Path, metric: str | None = None, out_dir: str | Path | None = None,
-            goal: str | None = None) -> Results:
+def collect(
+    root: str | Path, metric: str | None = None, out_dir: str | Path | None = None, goal: str | None = None
+) -> Results:
     """Read every job under ``root``; write ``results.csv``, ``results.md`` and ``results_<metric>.png``.
 
     ``goal`` (max | min) says which value of the metric is best; None: min for losses and errors.
@@ -122,8 +123,10 @@ def read_overrides(job: Path) -> dict[str, str]:
         parsed = OverridesParser.create().parse_overrides([str(line) for line in lines])
     except (yaml.YAMLError, OverrideParseException) as err:
         raise UserError(f"{path} is not a list of Hydra overrides: {str(err).splitlines()[0]}") from None
-    return {o.key_or_group: "<deleted>" if o.is_delete() and o.value() is None else o.get_value_element_as_str()
-            for o in parsed}
+    return {
+        o.key_or_group: "<deleted>" if o.is_delete() and o.value() is None else o.get_value_element_as_str()
+        for o in parsed
+    }
 
 
 def explanation_scores(path: Path) -> dict[str, Value]:
@@ -170,13 +173,19 @@ def write_csv(results: Results, path: Path) -> Path:
 def write_markdown(results: Results, path: Path) -> Path:
     """A readable table: the overrides that vary, the chosen metric first, the numeric columns, the error."""
     common = [f"`{k}={results.rows[0].get(k)}`" for k in results.overrides if k not in results.varying]
-    numeric = [c for c in results.columns if any(_is_number(row.get(c)) for row in results.rows)
-               and c not in results.overrides and c != results.metric]
+    numeric = [
+        c
+        for c in results.columns
+        if any(_is_number(row.get(c)) for row in results.rows) and c not in results.overrides and c != results.metric
+    ]
     columns = ["job", "status", *results.varying, *([results.metric] if results.metric else []), *numeric, "error"]
     failed = sum(row["status"] != "ok" for row in results.rows)
-    lines = [f"# Results of {results.root}", "",
-             f"{len(results.rows)} jobs, {failed} not ok." + (f" Metric: `{results.metric}`." if results.metric else ""),
-             ""]
+    lines = [
+        f"# Results of {results.root}",
+        "",
+        f"{len(results.rows)} jobs, {failed} not ok." + (f" Metric: `{results.metric}`." if results.metric else ""),
+        "",
+    ]
     best = best_row(results)
     if best is not None:
         lines += [f"Best ({results.goal} {results.metric}): {setting_label(best, results.varying)}", ""]

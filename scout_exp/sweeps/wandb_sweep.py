@@ -22,9 +22,25 @@ from scout_exp.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = {"train.py": "train", "explain.py": "explain"}
 METHODS = ("grid", "random", "bayes")
-DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-                 "log_uniform_values", "q_log_uniform", "q_log_uniform_values", "inv_log_uniform",
-                 "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta")
+DISTRIBUTIONS = (
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_log_uniform",
+    "q_log_uniform_values",
+    "inv_log_uniform",
+    "inv_log_uniform_values",
+    "normal",
+    "q_normal",
+    "log_normal",
+    "q_log_normal",
+    "beta",
+    "q_beta",
+)
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -44,8 +60,11 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     if sweep.get("method") not in METHODS:
         raise UserError(f"{path}: method must be one of {', '.join(METHODS)}, not {sweep.get('method')!r}")
     metric = sweep.get("metric")
-    if metric is not None and (not isinstance(metric, dict) or "name" not in metric
-                               or metric.get("goal", "minimize") not in ("minimize", "maximize")):
+    if metric is not None and (
+        not isinstance(metric, dict)
+        or "name" not in metric
+        or metric.get("goal", "minimize") not in ("minimize", "maximize")
+    ):
         raise UserError(f"{path}: metric needs a name and a goal of minimize or maximize")
     if sweep["method"] == "bayes" and metric is None:
         raise UserError(f"{path}: method bayes needs a metric to optimise")
@@ -72,7 +91,8 @@ def agent_command(sweep: dict[str, Any], params: dict[str, Any]) -> list[str]:
     from wandb.sdk.launch.sweeps import utils as sweep_utils
 
     macros: dict[str, list[str]] = sweep_utils.create_sweep_command_args(
-        {"args": {k: {"value": v} for k, v in params.items()}})
+        {"args": {k: {"value": v} for k, v in params.items()}}
+    )
     macros.update(interpreter=["python"], program=[sweep["program"]], env=["/usr/bin/env"])
     argv: list[str] = []
     for item in sweep_utils.create_sweep_command(list(sweep["command"])):
@@ -90,7 +110,7 @@ def check_sweep(path: str | Path, limit: int = 64) -> list[list[str]]:
     commands = []
     for params in settings(sweep, limit):
         argv = agent_command(sweep, params)
-        overrides = argv[argv.index(sweep["program"]) + 1:]
+        overrides = argv[argv.index(sweep["program"]) + 1 :]
         try:
             check_overrides(config_name, overrides)
         except UserError as err:
@@ -114,7 +134,8 @@ def _check_parameter(path: Path, method: str, name: str, spec: Any) -> None:
     if distribution not in DISTRIBUTIONS:
         raise UserError(f"{path}: parameter {name}: unknown distribution {distribution!r}")
     if distribution not in ("normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta") and not (
-            "min" in spec and "max" in spec and spec["min"] < spec["max"]):
+        "min" in spec and "max" in spec and spec["min"] < spec["max"]
+    ):
         raise UserError(f"{path}: parameter {name}: distribution {distribution} needs min < max")
 
 

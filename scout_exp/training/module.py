@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -137,8 +138,10 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
             for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
             if keys
         )
-        raise UserError(f"checkpoint {path} does not match the configured network ({detail}); "
-                        "use the same model= and data= as the run that wrote it")
+        raise UserError(
+            f"checkpoint {path} does not match the configured network ({detail}); "
+            "use the same model= and data= as the run that wrote it"
+        )
     module.load_state_dict(state)
 
 
@@ -151,7 +154,7 @@ def load_classifier(path: str | Path) -> ClassifierModule:
     # subclasses (hardness, interpretable FR) add options; their classifier is this module's ``model``
     accepted = set(inspect.signature(ClassifierModule.__init__).parameters) - {"self", "init_from"}
     module = ClassifierModule(**{k: v for k, v in hparams.items() if k in accepted})
-    state = {k[len("model."):]: v for k, v in state_dict_of(ckpt, path).items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in state_dict_of(ckpt, path).items() if k.startswith("model.")}
     load_state(module.model, state, path)
     return module.eval()
 
@@ -171,5 +174,7 @@ def load_state(module: nn.Module, state: dict[str, Any], path: str | Path) -> No
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
-        raise UserError(f"checkpoint {path} does not fit the network it names ({detail}); "
-                        "was it written by another version of the model code?") from None
+        raise UserError(
+            f"checkpoint {path} does not fit the network it names ({detail}); "
+            "was it written by another version of the model code?"
+        ) from None

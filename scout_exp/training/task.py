@@ -36,8 +36,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")
     module = build_module(cfg, datamodule.num_classes)
     loggers = instantiate_group(cfg.get("logger"))
-    callbacks = [c for c in instantiate_group(cfg.get("callbacks"))  # nothing to monitor into without a logger
-                 if loggers or not isinstance(c, LearningRateMonitor)]
+    callbacks = [
+        c
+        for c in instantiate_group(cfg.get("callbacks"))  # nothing to monitor into without a logger
+        if loggers or not isinstance(c, LearningRateMonitor)
+    ]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if trainer.is_global_zero:

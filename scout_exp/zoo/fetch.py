@@ -52,8 +52,7 @@ def weights_path(name: str, entry: ZooEntry | None = None) -> Path:
             )
         if sha256_file(path) != expected:
             raise UserError(
-                f"cached file {path} does not match its sha256; "
-                f"run `python -m scout_exp.zoo fetch {entry.name}` again"
+                f"cached file {path} does not match its sha256; run `python -m scout_exp.zoo fetch {entry.name}` again"
             )
     return folder
 
@@ -78,7 +77,11 @@ def npm_pack(entry: ZooEntry, workdir: Path) -> Path:
     try:
         proc = subprocess.run(
             [npm, "pack", entry.npm_spec, "--silent"],
-            cwd=workdir, capture_output=True, text=True, timeout=600, check=False,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
         raise UserError(f"`npm pack {entry.npm_spec}` failed ({err}); {_manual_steps(entry)}") from err
@@ -145,13 +148,9 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     if path.is_absolute() or _DRIVE.match(member.name):
         raise UserError(f"tarball {archive} holds an absolute path {member.name!r}; refusing to extract it")
     if ".." in path.parts:
-        raise UserError(
-            f"tarball {archive} holds a path escaping its folder {member.name!r}; refusing to extract it"
-        )
+        raise UserError(f"tarball {archive} holds a path escaping its folder {member.name!r}; refusing to extract it")
     if not (member.isfile() or member.isdir()):
-        raise UserError(
-            f"tarball {archive} holds a link or special file {member.name!r}; refusing to extract it"
-        )
+        raise UserError(f"tarball {archive} holds a link or special file {member.name!r}; refusing to extract it")
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:
