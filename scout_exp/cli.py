@@ -24,11 +24,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
+from scout_exp.config import CONFIG_DIR, compose_config
 from scout_exp.errors import UserError
 from scout_exp.io import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
 Task = Callable[[DictConfig], dict[str, Any]]
 log = logging.getLogger(__name__)
 _failed_jobs: list[str] = []
@@ -57,21 +57,18 @@ def main(config_name: str, task: Task) -> None:
 
 def check_overrides(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose the config with ``overrides``; raise a one-line :class:`UserError` on a bad one."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        try:
-            return compose(config_name=config_name, overrides=overrides)
-        except MissingConfigException as err:
-            raise UserError(_unknown_option(err)) from None
-        except OverrideParseException as err:
-            raise UserError(f"cannot parse the command line: {_first_line(err)}") from None
-        except ConfigCompositionException as err:
-            cause = err.__cause__
-            if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-                base = compose(config_name=config_name, overrides=_without(overrides, cause.full_key))
-                raise UserError(_unknown_key(base, str(cause.full_key))) from None
-            raise UserError(_first_line(err)) from None
+    try:
+        return compose_config(config_name, overrides)
+    except MissingConfigException as err:
+        raise UserError(_unknown_option(err)) from None
+    except OverrideParseException as err:
+        raise UserError(f"cannot parse the command line: {_first_line(err)}") from None
+    except ConfigCompositionException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            base = compose_config(config_name, _without(overrides, cause.full_key))
+            raise UserError(_unknown_key(base, str(cause.full_key))) from None
+        raise UserError(_first_line(err)) from None
 
 
 def run_task(task: Task, cfg: DictConfig) -> float | None:

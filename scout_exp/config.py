@@ -6,12 +6,28 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from scout_exp.errors import UserError
 from scout_exp.io import atomic_path
+
+#: the configs/ folder of the project (primary configs train.yaml and explain.yaml)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with ``overrides``, inside a running Hydra app or not.
+
+    Hydra's own exceptions propagate (the entry points turn them into one-line errors).
+    """
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
 
 
 def instantiate(cfg: Any, **kwargs: Any) -> Any:

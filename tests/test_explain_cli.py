@@ -119,9 +119,9 @@ def test_pairs_csv_tolerates_spaces_and_bom(tmp_path: Path) -> None:
 
 def test_explain_skips_failed_training_runs(trained: Path, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
+    from scout_exp.explain.recogniser import newest_checkpoint
 
     from scout_exp.cli import check_overrides
-    from scout_exp.explain.recogniser import newest_checkpoint
 
     cfg = check_overrides("explain", list(DATA))
     good = next(trained.glob("train/runs/*"))

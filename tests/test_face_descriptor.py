@@ -14,7 +14,6 @@ from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.models import create_model, split_classifier
 from scout_exp.models.face_descriptor import (
-    FACE_DESCRIPTOR_INPUT,
     MANIFEST_NAME,
     SAME_PERSON_THRESHOLD,
     FaceDescriptorNet,
@@ -22,6 +21,7 @@ from scout_exp.models.face_descriptor import (
     load_face_api_weights,
     tfjs_name,
 )
+from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT
 
 # face-api 1.7.15 (TF.js 4.22, CPU backend) descriptor of the 150x150 pattern
 # img[y, x, c] = (7x + 13y + 50c) mod 256, computed with faceRecognitionNet.computeFaceDescriptor.

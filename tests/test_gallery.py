@@ -113,7 +113,7 @@ def test_real_descriptor_gallery_recognises_sample_faces() -> None:
     from scout_exp.data.images import read_rgb
     from scout_exp.data.transforms import Preprocess
     from scout_exp.models import create_model
-    from scout_exp.models.face_descriptor import FACE_DESCRIPTOR_INPUT
+    from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT
 
     # MTCNN's landmarks on the two sample images (measured once; detection is tested in test_align.py)
     hopper, _ = warp_to_template(

@@ -312,8 +312,9 @@ def test_explainer_kwargs_give_the_easiness_confidence(trunk: str) -> None:
 
 
 def test_head_config_builds_the_module() -> None:
-    from scout_exp.cli import check_overrides
     from scout_exp.training.task import build_module
+
+    from scout_exp.cli import check_overrides
 
     cfg = check_overrides("train", ["head=hardness", "model=resnet18"])
     module = build_module(cfg, num_classes=4)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from scout_exp.explain.recogniser import Recogniser
 from torch import nn
 
 from scout_exp.cli import check_overrides
@@ -19,7 +20,6 @@ from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.faces import FaceLoader, enrol_gallery, gallery_images, jitter_matrix
 from scout_exp.explain.pairs import Pair, PairDataset, pairs_from_csv, pairs_from_images
-from scout_exp.explain.recogniser import Recogniser
 from scout_exp.explain.verification import VerificationExplainer, explain_pairs, pair_record
 from scout_exp.io import save_image
 from tests.conftest import run_dir, run_entry
@@ -232,8 +232,9 @@ def test_gallery_layers_are_named_as_in_the_model_config() -> None:
 
 
 def test_face_descriptor_config_matches_the_network_and_zoo() -> None:
-    from scout_exp.models.face_descriptor import FACE_DESCRIPTOR_INPUT, FaceDescriptorNet
+    from scout_exp.models.face_descriptor import FaceDescriptorNet
     from scout_exp.zoo import get_entry
+    from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT
 
     cfg = check_overrides("explain", ["experiment=real_faces"])
     spec = InputSpec.from_config(cfg.model.input)

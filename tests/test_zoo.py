@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from scout_exp.errors import UserError
-from scout_exp.models.face_descriptor import FACE_DESCRIPTOR_INPUT
 from scout_exp.zoo.__main__ import main
 from scout_exp.zoo.fetch import cache_root, fetch, weights_path
-from scout_exp.zoo.registry import ZooEntry, get_entry
+from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT, ZooEntry, get_entry
 
 MANIFEST = b'[{"paths": ["net.bin"], "weights": []}]'
 WEIGHTS = bytes(range(256)) * 8

@@ -4,7 +4,6 @@ from scout_exp.attribution import gradcam, gradcampp, gradxact, hirescam, layerc
 from scout_exp.attribution.base import (
     BaseAttribution,
     LayerGradients,
-    create_attribution,
     layer_gradients,
     list_attributions,
     normalise,
@@ -12,6 +11,7 @@ from scout_exp.attribution.base import (
     resolve_layer,
     upsample,
 )
+from scout_exp.attribution.registry import create_attribution
 
 __all__ = [
     "BaseAttribution",

@@ -9,8 +9,7 @@ graph before the target layer and gets the gradients of all targets in one batch
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scout_exp.errors import UserError
+from scout_exp.modes import frozen_eval
 
 TargetFn = Callable[[Tensor], Tensor]
 
@@ -58,23 +58,6 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
     raise UserError(
         f"unknown target layer {layer!r} in {type(model).__name__}; valid names include: {', '.join(close)}"
     )
-
-
-@contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode with no parameter requiring grad; restore both afterwards, even on error."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        model.eval()
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
 
 
 def layer_gradients(model: nn.Module, layer: str | nn.Module | None, x: Tensor, targets: TargetFn) -> LayerGradients:
@@ -205,17 +188,17 @@ def normalise(maps: Tensor) -> Tensor:
 
 
 A = TypeVar("A", bound=type[BaseAttribution])
-_ATTRIBUTIONS: dict[str, type[BaseAttribution]] = {}
+ATTRIBUTIONS: dict[str, type[BaseAttribution]] = {}
 
 
 def register_attribution(name: str) -> Callable[[A], A]:
     """Class decorator: register an attribution method under ``name``."""
 
     def deco(cls: A) -> A:
-        if name in _ATTRIBUTIONS:
+        if name in ATTRIBUTIONS:
             raise ValueError(f"attribution {name!r} is registered twice")
         cls.name = name
-        _ATTRIBUTIONS[name] = cls
+        ATTRIBUTIONS[name] = cls
         return cls
 
     return deco
@@ -223,20 +206,4 @@ def register_attribution(name: str) -> Callable[[A], A]:
 
 def list_attributions() -> list[str]:
     """Registered method names (adapters add ``pgc:<CAMClass>`` and ``captum:<LayerMethod>``)."""
-    return sorted(_ATTRIBUTIONS)
-
-
-def create_attribution(
-    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **kwargs: Any
-) -> BaseAttribution:
-    """Build attribution ``name`` (registered, ``pgc:<Class>`` or ``captum:<Method>``) for ``model``."""
-    if name.startswith(("pgc:", "captum:")):
-        from scout_exp.attribution.adapters import create_adapter
-
-        return create_adapter(name, model, target_layer, **kwargs)
-    if name not in _ATTRIBUTIONS:
-        raise UserError(
-            f"unknown attribution {name!r}; choose one of: {', '.join(list_attributions())}, "
-            "or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>"
-        )
-    return _ATTRIBUTIONS[name](model, target_layer, **kwargs)
+    return sorted(ATTRIBUTIONS)

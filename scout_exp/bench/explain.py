@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from scout_exp.attribution import create_attribution, normalise, upsample
-from scout_exp.explain.confidence import softmax_score
+from scout_exp.heads.softmax import softmax_score
 
 
 def _median_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, float]]:

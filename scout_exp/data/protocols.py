@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scout_exp.checkpoint import read_checkpoint
 from scout_exp.data.datamodules import FaceDataModule
 from scout_exp.data.images import read_rgb
 from scout_exp.errors import UserError
@@ -71,8 +72,6 @@ class ProtocolDataModule(FaceDataModule):
             raise UserError(
                 "a protocol data module evaluates a trained network: pass ckpt_path=<.ckpt> with train=false test=true"
             )
-        from scout_exp.training.module import read_checkpoint
-
         num_classes = (read_checkpoint(self.checkpoint).get("hyper_parameters") or {}).get("num_classes")
         if not num_classes:
             raise UserError(f"{self.checkpoint} records no num_classes; is it a train.py checkpoint?")

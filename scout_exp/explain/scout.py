@@ -1,31 +1,21 @@
-"""SCOUT explanations: class, counter-class and confidence maps from one engine pass (METHOD section 1)."""
+"""SCOUT explanations: class, counter-class and confidence maps from one engine pass (docs/method.md section 1)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from scout_exp.attribution.base import (
-    BaseAttribution,
-    create_attribution,
-    frozen_eval,
-    layer_gradients,
-    resolve_layer,
-    upsample,
-)
+from scout_exp.attribution.base import BaseAttribution, layer_gradients, resolve_layer, upsample
+from scout_exp.attribution.registry import create_attribution
 from scout_exp.errors import UserError
-from scout_exp.explain.confidence import (
-    certainty_score,
-    confidence_map,
-    easiness_score,
-    softmax_score,
-)
+from scout_exp.explain.confidence import confidence_map
 from scout_exp.explain.discriminant import VARIANTS, discriminant_map
-
-CONFIDENCES = ("softmax", "certainty", "hardness")
+from scout_exp.heads import ConfidenceHead, create_head
+from scout_exp.modes import frozen_eval
 
 
 @dataclass
@@ -46,12 +36,14 @@ class Explanation:
 class ScoutExplainer:
     """Discriminant (Eq. 6) and counterfactual (Eq. 5) explanations of a classifier.
 
-    With an engine attribution and a softmax, certainty or shared-trunk hardness confidence, the
-    class, counter-class and confidence maps come from ONE :func:`layer_gradients` call (T=3).
-    Class maps use the logit, as the official code does. A separate-trunk ``predictor`` (x -> s^hp)
-    costs one extra pass on its own layer; its map is resized to the class maps' size. Adapter
-    attributions (``pgc:``/``captum:``) run their own passes; ``pgc:`` class maps come back
-    min-max normalised at the input size, and the confidence map is resized to match.
+    ``head`` is the confidence head (:mod:`scout_exp.heads`, or its registry name) whose score
+    s(x) the confidence map explains. With an engine attribution and a head that reads s(x) from
+    the network's output, the class, counter-class and confidence maps come from ONE
+    :func:`layer_gradients` call (T=3). Class maps use the logit, as the official code does. A head
+    with a network of its own (a separate-trunk hardness predictor) costs one extra pass on its own
+    layer; its map is resized to the class maps' size. Adapter attributions (``pgc:``/``captum:``)
+    run their own passes; ``pgc:`` class maps come back min-max normalised at the input size, and
+    the confidence map is resized to match. ``attribution_options`` reach the attribution method.
     """
 
     def __init__(
@@ -59,31 +51,24 @@ class ScoutExplainer:
         model: nn.Module,
         attribution: str | BaseAttribution = "gradxact",
         target_layer: str | nn.Module | None = None,
-        confidence: str = "softmax",
-        predictor: nn.Module | None = None,
-        predictor_layer: str | nn.Module | None = None,
-        hardness_fn: Callable[[Tensor], Tensor] | None = None,
-        logits_fn: Callable[[Tensor], Tensor] | None = None,
+        head: str | ConfidenceHead = "softmax",
         variant: str = "a_abar_as",
+        attribution_options: dict[str, Any] | None = None,
     ) -> None:
-        if confidence not in CONFIDENCES:
-            raise UserError(f"unknown confidence {confidence!r}; choose one of: {', '.join(CONFIDENCES)}")
         if variant not in VARIANTS:
             raise UserError(f"unknown discriminant variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
-        if confidence == "hardness" and (predictor is None) == (hardness_fn is None):
-            raise UserError(
-                "confidence 'hardness' needs exactly one of a hardness predictor (separate trunk) "
-                "or hardness_fn (shared trunk)"
-            )
-        self.model = model
+        self.head = create_head(head) if isinstance(head, str) else head
+        self.model = self.head.forward_model(model)
         self.attribution = (
-            create_attribution(attribution, model, target_layer) if isinstance(attribution, str) else attribution
+            create_attribution(attribution, self.model, target_layer, **(attribution_options or {}))
+            if isinstance(attribution, str)
+            else attribution
         )
-        self.confidence = confidence
-        self.predictor = predictor if confidence == "hardness" else None
-        self.predictor_layer = resolve_layer(predictor, predictor_layer)[1] if self.predictor is not None else None
-        self.hardness_fn = hardness_fn
-        self.logits_fn = logits_fn or (lambda out: out)
+        self.predictor = self.head.network
+        self.predictor_layer = (
+            resolve_layer(self.predictor, self.head.network_layer)[1] if self.predictor is not None else None
+        )
+        self.logits_fn: Callable[[Tensor], Tensor] = self.head.logits
         self.variant = variant
 
     def explain(
@@ -124,7 +109,7 @@ class ScoutExplainer:
                 conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
                 conf = lg.targets[:, 0]
         if not shared_conf:
-            lg = layer_gradients(self.predictor, self.predictor_layer, x, easiness_score)
+            lg = layer_gradients(self.predictor, self.predictor_layer, x, self.head.score)
             conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
             conf = lg.targets[:, 0]
         if conf_map.shape[-2:] != class_maps.shape[-2:]:
@@ -157,14 +142,9 @@ class ScoutExplainer:
         if x.shape[0] != x_counter.shape[0]:
             raise UserError(f"x and x_counter must hold as many images, got {x.shape[0]} and {x_counter.shape[0]}")
         if y_star is None or y_counter is None:
-            with torch.no_grad():
-                was_training = self.model.training
-                self.model.eval()
-                try:
-                    logits = self.logits_fn(self.model(x))
-                    logits_c = self.logits_fn(self.model(x_counter))
-                finally:
-                    self.model.train(was_training)
+            with torch.no_grad(), frozen_eval(self.model):
+                logits = self.logits_fn(self.model(x))
+                logits_c = self.logits_fn(self.model(x_counter))
             ys = _class_ids(y_star, logits, "y_star")
             ys = logits.argmax(dim=1) if ys is None else ys
             yc = _class_ids(y_counter, logits_c, "y_counter")
@@ -200,12 +180,8 @@ class ScoutExplainer:
         return targets
 
     def _score(self, out: Tensor) -> Tensor:
-        """The confidence score s(x) (B,) computed from the model output (Eq. 11-13)."""
-        if self.confidence == "softmax":
-            return softmax_score(self.logits_fn(out))
-        if self.confidence == "certainty":
-            return certainty_score(self.logits_fn(out))
-        return easiness_score(self.hardness_fn(out))  # type: ignore[misc]
+        """The confidence score s(x) (B,) of the head, from the model output."""
+        return self.head.score(out)
 
 
 def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | None:

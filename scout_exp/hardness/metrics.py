@@ -13,7 +13,8 @@ import numpy as np
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, multiclass_calibration_error
 
-from scout_exp.explain.confidence import certainty_score, softmax_score
+from scout_exp.heads.certainty import certainty_score
+from scout_exp.heads.softmax import softmax_score
 
 
 @dataclass

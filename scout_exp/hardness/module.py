@@ -20,9 +20,8 @@ from torch import Tensor, nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import BinaryAUROC
 
-from scout_exp.attribution.base import resolve_layer
+from scout_exp.checkpoint import load_weights, objective_of, read_checkpoint
 from scout_exp.errors import UserError
-from scout_exp.explain.confidence import softmax_score
 from scout_exp.hardness.figures import save_risk_coverage_figure
 from scout_exp.hardness.losses import (
     CLASSIFIER_LOSSES,
@@ -32,23 +31,11 @@ from scout_exp.hardness.losses import (
     true_class_probability,
 )
 from scout_exp.hardness.metrics import evaluate_confidence
-from scout_exp.hardness.predictor import (
-    TRUNKS,
-    HardnessPredictor,
-    LogitsWithHardness,
-    build_trunk,
-    features_and_logits,
-    hardness_part,
-    logits_part,
-)
-from scout_exp.training.module import (
-    ClassifierModule,
-    OptimizerFactory,
-    load_state,
-    load_weights,
-    read_checkpoint,
-    state_dict_of,
-)
+from scout_exp.heads.hardness import TRUNKS, HardnessPredictor, build_trunk
+from scout_exp.heads.softmax import softmax_score
+from scout_exp.models import features_and_logits
+from scout_exp.modes import frozen_eval
+from scout_exp.training.module import ClassifierModule, OptimizerFactory
 
 EVAL_SPLITS = ("val", "test")
 
@@ -57,10 +44,12 @@ class HardnessModule(ClassifierModule):
     """A :class:`ClassifierModule` (``self.model``) trained jointly with ``self.predictor`` (s^hp).
 
     Built by ``train.py`` with the classifier's keyword arguments plus the options of
-    ``configs/head/hardness.yaml``. ``classifier_ckpt`` names a plain classifier checkpoint to
+    ``configs/objective/hardness.yaml``. ``classifier_ckpt`` names a plain classifier checkpoint to
     start the classifier (and a separate predictor trunk) from; ``init_from`` (``model.init_from``)
     a hardness checkpoint to start the whole module from, or a classifier one used as ``classifier_ckpt``.
     """
+
+    INIT_KEYS = ("init_from", "classifier_ckpt")
 
     def __init__(
         self,
@@ -91,7 +80,7 @@ class HardnessModule(ClassifierModule):
             ("eval_split", eval_split, EVAL_SPLITS),
         ):
             if value not in choices:
-                raise UserError(f"unknown head.module.{option} {value!r}; choose one of: {', '.join(choices)}")
+                raise UserError(f"unknown objective.{option} {value!r}; choose one of: {', '.join(choices)}")
         self.automatic_optimization = False
         whole_from = init_from if init_from and _is_hardness_checkpoint(init_from) else None
         classifier_ckpt = classifier_ckpt or (init_from if init_from and not whole_from else None)
@@ -115,11 +104,11 @@ class HardnessModule(ClassifierModule):
 
     def _load_classifier_ckpt(self, path: str) -> None:
         """Initialise ``self.model`` from a train.py classifier checkpoint; refuse any other kind."""
-        hparams = read_checkpoint(path).get("hyper_parameters") or {}
-        if "trunk" in hparams:
+        if _is_hardness_checkpoint(path):
             raise UserError(
-                f"{path} is a hardness checkpoint; pass it as model.init_from, not head.module.classifier_ckpt"
+                f"{path} is a hardness checkpoint; pass it as model.init_from, not objective.classifier_ckpt"
             )
+        hparams = read_checkpoint(path).get("hyper_parameters") or {}
         trained = hparams.get("model_name")
         if trained is not None and trained != self.hparams.model_name:
             raise UserError(
@@ -206,17 +195,13 @@ class HardnessModule(ClassifierModule):
     @torch.no_grad()
     def collect_outputs(self, loader: Any) -> tuple[Tensor, Tensor, Tensor]:
         """(logits, labels, s^hp) over ``loader`` in eval mode and float32, on the CPU."""
-        was_training = self.training
-        self.eval()
         logits, labels, hardness = [], [], []
-        try:
+        with frozen_eval(self):
             for x, y in loader:
                 out, z = self._forward_both(x.to(self.device))
                 logits.append(out.float().cpu())
                 hardness.append(torch.sigmoid(z.float()).cpu())
                 labels.append(y.cpu())
-        finally:
-            self.train(was_training)
         return torch.cat(logits), torch.cat(labels), torch.cat(hardness)
 
     def final_metrics(self, trainer: pl.Trainer, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
@@ -246,37 +231,8 @@ class HardnessModule(ClassifierModule):
                     logger.log_image(key="risk_coverage", images=[str(path)])
         return result
 
-    def explainer_kwargs(self, layer: str | None = None) -> dict[str, Any]:
-        """Extra keyword arguments for ``ScoutExplainer(model, target_layer=..., confidence="hardness", **kwargs)``.
-
-        Separate trunk: ``predictor`` and ``predictor_layer``, the predictor's own layer named like
-        the classifier's ``layer`` (default: the model's ``target_layer``; None: the last Conv2d).
-        Shared trunk: ``model``, a wrapper whose ONE forward gives logits and s^hp (same layer names
-        as the classifier), with ``logits_fn`` and ``hardness_fn`` to read them back.
-        """
-        name, _ = resolve_layer(self.model, layer or self.hparams.target_layer)
-        if self.predictor.trunk is not None:
-            _, predictor_layer = resolve_layer(self.predictor.trunk, name)
-            return {"predictor": self.predictor, "predictor_layer": predictor_layer}
-        return {
-            "model": LogitsWithHardness(self.model, self.predictor),
-            "hardness_fn": hardness_part,
-            "logits_fn": logits_part,
-        }
-
 
 def _is_hardness_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` was written by a HardnessModule (its hyper-parameters name a trunk)."""
-    return "trunk" in (read_checkpoint(path).get("hyper_parameters") or {})
-
-
-def load_hardness(path: str | Path) -> HardnessModule:
-    """Rebuild a trained :class:`HardnessModule` from its checkpoint alone (read with weights_only=True), in eval mode."""
-    ckpt = read_checkpoint(path)
-    hparams = ckpt.get("hyper_parameters")
-    if not hparams or "trunk" not in hparams or "model_name" not in hparams:
-        raise UserError(f"{path} is not a hardness checkpoint (no trunk hyper-parameter); train one with head=hardness")
-    hparams = {k: v for k, v in hparams.items() if k not in ("init_from", "classifier_ckpt")}
-    module = HardnessModule(**hparams)
-    load_state(module, state_dict_of(ckpt, path), path)
-    return module.eval()
+    """Whether ``path`` was written by ``objective=hardness`` (its recorded objective class is this one)."""
+    record = objective_of(read_checkpoint(path), path)
+    return record["target"] == f"{HardnessModule.__module__}.{HardnessModule.__qualname__}"

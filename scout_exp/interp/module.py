@@ -26,12 +26,13 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from scout_exp.checkpoint import load_weights, read_checkpoint
 from scout_exp.data.faceparts_draw import PART_NAMES
 from scout_exp.errors import UserError
 from scout_exp.interp.evaluate import EvalCollector, log_peak_figure
 from scout_exp.interp.losses import InterpLossWeights, interp_total_loss
 from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_parts, occlude_with_landmarks
-from scout_exp.training.module import ClassifierModule, OptimizerFactory, load_weights, read_checkpoint
+from scout_exp.training.module import ClassifierModule, OptimizerFactory
 
 VARIANTS: dict[str, InterpLossWeights] = {
     "base": InterpLossWeights(ce_clean=2.0, ce_occluded=0.0, filter=0.0, sad_clean=0.0, sad_occluded=0.0, fad=0.0),
@@ -47,11 +48,13 @@ DEFAULT_PARTS = ("left_eye", "right_eye", "left_brow", "right_brow", "nose", "mo
 class InterpFRModule(ClassifierModule):
     """``casianet_interp`` trained with the interpretable losses; a :class:`ClassifierModule` otherwise.
 
-    Takes the classifier's keyword arguments plus the options of ``configs/head/interp.yaml``:
+    Takes the classifier's keyword arguments plus the options of ``configs/objective/interp.yaml``:
     ``variant`` (``base`` | ``sad`` | ``sad_fad``), ``weights`` (per-term overrides of the preset),
     ``n_invariant``, the occlusion options, ``base_ckpt`` (a base CASIA-Net checkpoint loaded with
     ``strict=False``, as the reference fine-tunes) and the evaluation options.
     """
+
+    INIT_KEYS = ("init_from", "base_ckpt")
 
     def __init__(
         self,
@@ -78,11 +81,13 @@ class InterpFRModule(ClassifierModule):
         super().__init__(model_name, num_classes, model_kwargs, target_layer, input_spec, optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer"])
         if not hasattr(self.model, "forward_maps"):
-            raise UserError(f"head=interp needs an interpretable model such as model=casianet_interp, got {model_name}")
+            raise UserError(
+                f"objective=interp needs an interpretable model such as model=casianet_interp, got {model_name}"
+            )
         if variant not in VARIANTS:
-            raise UserError(f"unknown head.variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+            raise UserError(f"unknown objective.variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if occlusion not in OCCLUSION_MODES:
-            raise UserError(f"unknown head.module.occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_MODES)}")
+            raise UserError(f"unknown objective.occlusion {occlusion!r}; choose one of {', '.join(OCCLUSION_MODES)}")
         preset = asdict(VARIANTS[variant])
         unknown = sorted(set(weights or {}) - set(preset))
         if unknown:

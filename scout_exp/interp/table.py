@@ -1,7 +1,7 @@
 """Replication table of interpretable FR: base vs SAD only vs SAD + FAD, next to the paper's d.
 
 ``python -m scout_exp.interp.table DIR`` reads every ``summary.json`` under ``DIR`` (a multirun
-folder of ``train.py -m experiment=interp_fr head.variant=base,sad,sad_fad ...``), prints the
+folder of ``train.py -m experiment=interp_fr objective.variant=base,sad,sad_fad ...``), prints the
 Markdown table and writes it to ``DIR/replication.md``.
 """
 
@@ -73,7 +73,7 @@ def _variant(summary: dict[str, Any]) -> str:
     if config.is_file():
         import yaml
 
-        return str(((yaml.safe_load(config.read_text()) or {}).get("head") or {}).get("variant", "?"))
+        return str(((yaml.safe_load(config.read_text()) or {}).get("objective") or {}).get("variant", "?"))
     return "?"
 
 

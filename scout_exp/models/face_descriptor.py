@@ -32,18 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import UserError
 from scout_exp.models.registry import register_model
-
-FACE_DESCRIPTOR_INPUT = InputSpec(
-    size=150,
-    channel_order="RGB",
-    mean=(122.782, 117.001, 104.298),
-    std=(255.0, 255.0, 255.0),
-    pixel_scale=255.0,
-)
-"""Preprocessing of the descriptor net: ``(x - mean) / 255`` on 0-255 RGB, 150x150 aligned crops."""
+from scout_exp.zoo.fetch import weights_path
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's decision threshold: descriptors closer than this (Euclidean) belong to the same person."""
@@ -246,8 +237,6 @@ def face_descriptor(num_classes: int = 128, pretrained: bool = False, weights_di
     model = FaceDescriptorNet(num_classes=num_classes)
     if pretrained or weights_dir is not None:
         if weights_dir is None:
-            from scout_exp.zoo.fetch import weights_path
-
             weights_dir = str(weights_path("face_descriptor"))
         load_face_api_weights(model, weights_dir, load_fc=num_classes == 128)
     return model

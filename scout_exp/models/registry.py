@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from scout_exp.errors import UserError
 
@@ -48,6 +48,21 @@ def split_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
         raise TypeError(f"{type(model).__name__}.fc must be nn.Linear, got {type(fc).__name__}")
     model.fc = nn.Identity()
     return model, fc
+
+
+def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """One forward of a registry model returning (the flat feature that enters ``fc`` (B, D), the logits (B, C)).
+
+    The one feature-extraction path of the code: a forward pre-hook on ``fc`` reads its input, so any
+    registered backbone works unchanged and the logits come from the same pass.
+    """
+    captured: list[Tensor] = []
+    handle = model.fc.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return captured[0].flatten(1), logits
 
 
 def _import_builtin() -> None:

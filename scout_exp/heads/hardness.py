@@ -1,14 +1,26 @@
-"""The hardness predictor ``S``: x -> s^hp(x) in (0, 1) (METHOD section 2, ECCV 2018)."""
+"""Easiness score ``s^e(x) = 1 - s^hp(x)`` of a hardness predictor (SCOUT Eq. 13; Wang & Vasconcelos,
+"Towards realistic predictors", ECCV 2018; docs/method.md Sec. 2).
+
+The predictor ``S`` is the head's network: an MLP on the classifier's pooled feature (``shared``
+trunk) or on a backbone of its own (``separate``). It is trained by ``objective=hardness``
+(:mod:`scout_exp.hardness.module`), whose checkpoints this head attaches to.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from scout_exp.models import create_model
-from scout_exp.models.registry import split_classifier
+from scout_exp.errors import UserError
+from scout_exp.heads.base import ConfidenceHead
+from scout_exp.models import create_model, features_and_logits, split_classifier
 
 TRUNKS = ("separate", "shared")
+
+
+def easiness_score(hardness: Tensor) -> Tensor:
+    """``s^e(x) = 1 - s^hp(x)`` (Eq. 13): (B,) or (B, 1) predictor outputs -> (B,)."""
+    return 1 - hardness.reshape(hardness.shape[0])
 
 
 class HardnessPredictor(nn.Module):
@@ -49,26 +61,11 @@ def build_trunk(model_name: str, num_classes: int, model_kwargs: dict | None = N
     return trunk, fc.in_features
 
 
-def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """One forward of a registry model returning (the flat feature that enters ``fc``, the logits).
-
-    A forward pre-hook on ``fc`` reads the feature, so any registered backbone works unchanged.
-    """
-    captured: list[Tensor] = []
-    handle = model.fc.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    return captured[0].flatten(1), logits
-
-
 class LogitsWithHardness(nn.Module):
     """Classifier plus shared-trunk predictor in ONE forward: x -> [logits | s^hp] of shape (B, C + 1).
 
     The classifier's children are registered under their own names (``layer4`` stays ``layer4``),
     so layer names valid for the classifier are valid here; the predictor is ``hardness_head``.
-    ScoutExplainer reads the output back with :func:`logits_part` and :func:`hardness_part`.
     """
 
     def __init__(self, model: nn.Module, predictor: HardnessPredictor) -> None:
@@ -88,11 +85,41 @@ class LogitsWithHardness(nn.Module):
         return torch.cat([logits, self.hardness_head(features)[:, None].to(logits.dtype)], dim=1)
 
 
-def logits_part(out: Tensor) -> Tensor:
-    """The class logits of a :class:`LogitsWithHardness` output."""
-    return out[:, :-1]
+class HardnessHead(ConfidenceHead):
+    """s^e = 1 - s^hp from a trained hardness predictor (``objective=hardness`` checkpoints).
 
+    Shared trunk: the explained network becomes :class:`LogitsWithHardness`, so ONE forward gives
+    logits and s^hp and the engine's single backward yields class and confidence maps. Separate
+    trunk: the predictor is the head's :attr:`network`, explained at the layer named like the
+    classifier's.
+    """
 
-def hardness_part(out: Tensor) -> Tensor:
-    """The s^hp column of a :class:`LogitsWithHardness` output."""
-    return out[:, -1]
+    name = "hardness"
+    objective = "hardness"
+
+    def __init__(self) -> None:
+        self.predictor: HardnessPredictor | None = None
+
+    def attach(self, trained: nn.Module, layer: str | None = None) -> None:
+        predictor = getattr(trained, "predictor", None)
+        if not isinstance(predictor, HardnessPredictor):
+            raise UserError(
+                f"{self.needs_training()}; this checkpoint holds a plain classifier "
+                "(use head=softmax, certainty, max_logit or margin with it)"
+            )
+        self.predictor = predictor
+        if predictor.trunk is not None:
+            self.network = predictor
+            self.network_layer = f"trunk.{layer}" if layer else None
+
+    def forward_model(self, classifier: nn.Module) -> nn.Module:
+        if self.predictor is None:
+            raise UserError(f"{self.needs_training()}; none is attached")
+        return classifier if self.network is not None else LogitsWithHardness(classifier, self.predictor)
+
+    def logits(self, out: Tensor) -> Tensor:
+        return out if self.network is not None else out[:, :-1]
+
+    def score(self, out: Tensor) -> Tensor:
+        """Shared trunk: ``1 - out[:, -1]``; separate trunk: ``out`` is the predictor's s^hp."""
+        return easiness_score(out if self.network is not None else out[:, -1])

@@ -1,4 +1,5 @@
-"""The network an explanation run explains, loaded from a checkpoint, a weight file, or trained on demand.
+"""The one recogniser loader: a checkpoint, pretrained weights, or a FaceParts run trained on demand
+become the model, its confidence head and its input spec.
 
 An embedding network (model config ``embedding: <size>``, e.g. the face descriptor) or the pooled
 features of a classifier become a recogniser of identities with a gallery (config ``gallery``):
@@ -11,23 +12,30 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import subprocess
-import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from scout_exp.config import to_container
+from scout_exp.config import compose_config, to_container
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
+from scout_exp.explain.faces import enrol_gallery, has_gallery
+from scout_exp.heads import ConfidenceHead, create_head
 from scout_exp.models import create_model, split_classifier
-from scout_exp.training.module import load_classifier, read_checkpoint
+from scout_exp.models.pickled_weights import load_pickled_weights
+from scout_exp.tasks.train import train
+from scout_exp.training.objectives import load_trained
+from scout_exp.zoo import weights_path
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
+#: FaceParts settings a checkpoint must share with the run that explains it
+FACEPARTS_KEYS = ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
 
 
 @dataclass
@@ -35,10 +43,10 @@ class Recogniser:
     """A network in eval mode with what explaining it needs."""
 
     model: nn.Module
+    head: ConfidenceHead
     input_spec: InputSpec
     target_layer: str | None
     source: str
-    explainer_kwargs: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] | None = None  # gallery identities, one per class
     layer_prefix: str = ""  # where the configured network sits inside ``model`` ("embedder." in a gallery)
     embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
@@ -57,9 +65,7 @@ def load_recogniser(cfg: DictConfig) -> Recogniser:
 
     An embedding model needs a gallery to be explained with SCOUT (``mode=verify`` does not).
     """
-    from scout_exp.explain.faces import enrol_gallery, has_gallery
-
-    recogniser = load_network(cfg)
+    recogniser = load_network(cfg, create_head(cfg.head.name))
     model_cfg = to_container(cfg.model)
     gallery_cfg = to_container(cfg.gallery) if cfg.get("gallery") is not None else {}
     outputs_embeddings = recogniser.embedder is not None
@@ -74,15 +80,12 @@ def load_recogniser(cfg: DictConfig) -> Recogniser:
                 "mode=verify"
             )
         return recogniser
-    if cfg.head.name == "hardness":
-        raise UserError(
-            "head=hardness needs a trained hardness predictor, which a gallery does not have; "
-            "use head=softmax or head=certainty"
-        )
+    if recogniser.head.needs_training():
+        raise UserError(f"{recogniser.head.needs_training()}, which a gallery does not have; use another head=")
     recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
     model = enrol_gallery(gallery_cfg, recogniser.embedder, Preprocess(recogniser.input_spec)).eval()
     log.info("gallery of %d identities: %s", len(model.names), ", ".join(model.names))
-    recogniser.model, recogniser.explainer_kwargs = model, {}
+    recogniser.model = model
     recogniser.class_names, recogniser.layer_prefix = list(model.names), "embedder."
     return recogniser
 
@@ -93,23 +96,26 @@ def features_of(model: nn.Module) -> nn.Module:
     return trunk
 
 
-def load_network(cfg: DictConfig) -> Recogniser:
+def load_network(cfg: DictConfig, head: ConfidenceHead) -> Recogniser:
     """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else a FaceParts run (trained if none)."""
     model_cfg = to_container(cfg.model)
+    layer = cfg.attribution.get("layer")
     if cfg.ckpt_path:
-        return from_checkpoint(Path(cfg.ckpt_path), cfg.head.name, cfg.attribution.get("layer"))
+        return from_checkpoint(Path(cfg.ckpt_path), head, layer)
     kwargs = dict(model_cfg.get("kwargs") or {})
     if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
-        return from_weights(model_cfg)
+        if head.needs_training():
+            raise UserError(f"{head.needs_training()}; pretrained weights hold none (pass ckpt_path=...)")
+        return from_weights(model_cfg, head)
     if "FacePartsDataModule" not in str(cfg.data.get("_target_")):
         raise UserError(
             "nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
             "for a pretrained backbone)"
         )
-    return from_checkpoint(find_or_train_faceparts(cfg), cfg.head.name, cfg.attribution.get("layer"))
+    return from_checkpoint(find_or_train_faceparts(cfg), head, layer)
 
 
-def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
+def from_weights(model_cfg: dict[str, Any], head: ConfidenceHead) -> Recogniser:
     """A registered model built with its own weights: a weight file (``kwargs.weights``) or a zoo entry.
 
     The identity count is ``kwargs.num_classes``, else the embedding size (``embedding``; the model
@@ -119,8 +125,6 @@ def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
     zoo = model_cfg.get("zoo")
     source = str(kwargs.get("weights") or kwargs.get("weights_dir") or "")
     if zoo and not kwargs.get("weights_dir"):
-        from scout_exp.zoo import weights_path
-
         source = f"zoo:{zoo} ({weights_path(zoo)})"
     num_classes = kwargs.pop("num_classes", None) or model_cfg.get("embedding")
     if num_classes is None and kwargs.get("weights"):
@@ -131,6 +135,7 @@ def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
     embedding = model_cfg.get("embedding")
     return Recogniser(
         model,
+        head,
         InputSpec.from_config(model_cfg["input"]),
         model_cfg.get("target_layer"),
         source,
@@ -141,60 +146,51 @@ def from_weights(model_cfg: dict[str, Any]) -> Recogniser:
 
 def _classes_in_weight_file(path: str) -> int:
     """Rows of ``fc.weight`` in a pickled ``{name: array}`` weight file (e.g. VGGFace2's 8,631)."""
-    from scout_exp.models.pickled_weights import load_pickled_weights
-
     fc = load_pickled_weights(path).get("fc.weight")
     if fc is None or fc.ndim != 2:
         raise UserError(f"{path} has no 2-d fc.weight; set +model.kwargs.num_classes=<identities>")
     return int(fc.shape[0])
 
 
-def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recogniser:
-    """Rebuild the trained network (and, for ``head=hardness``, its hardness predictor, explained at ``layer``)."""
-    hparams = read_checkpoint(path).get("hyper_parameters") or {}
-    is_hardness = "trunk" in hparams
-    if head == "hardness":
-        if not is_hardness:
-            raise UserError(
-                f"head=hardness needs a checkpoint of `train.py head=hardness`; {path} holds a "
-                "plain classifier (use head=softmax or head=certainty with it)"
-            )
-        from scout_exp.hardness.module import load_hardness
-
-        module = load_hardness(path)
-        kwargs = module.explainer_kwargs(layer)
-        model = kwargs.pop("model", module.model)
-    else:
-        if is_hardness:
-            from scout_exp.hardness.module import load_hardness
-
-            module = load_hardness(path)
-        else:
-            module = load_classifier(path)
-        kwargs, model = {}, module.model
-    spec = InputSpec.from_config(module.hparams["input_spec"] or {})
-    return Recogniser(model.eval(), spec, module.hparams.get("target_layer"), str(path), kwargs)
+def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) -> Recogniser:
+    """Rebuild the network a train.py checkpoint holds (dispatching on the objective it records) and
+    attach ``head`` to it (a hardness head takes the checkpoint's predictor, explained at ``layer``)."""
+    module, _ = load_trained(path)
+    target_layer = module.hparams.get("target_layer")
+    head.attach(module, layer or target_layer)
+    spec = InputSpec.from_config(module.hparams.get("input_spec") or {})
+    return Recogniser(module.model.eval(), head, spec, target_layer, str(path))
 
 
 def find_or_train_faceparts(cfg: DictConfig) -> Path:
-    """The newest FaceParts checkpoint of this model and head under the log dir; train one if none."""
+    """The newest FaceParts checkpoint of this model, objective and head under the log dir; train one
+    in this process (the ``train`` task of train.py) if none."""
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
     if found is not None:
         log.info("explaining %s", found)
         return found
     log.warning(
-        "no FaceParts checkpoint of model=%s head=%s under %s/train: training one with train.py (a few minutes)",
+        "no FaceParts checkpoint of model=%s objective=%s under %s/train: training one (a few minutes)",
         cfg.model.name,
-        cfg.head.name,
+        cfg.objective.name,
         cfg.paths.log_dir,
     )
-    overrides = [f"model={cfg.model.name}", f"head={cfg.head.name}", f"paths.log_dir={cfg.paths.log_dir}"]
-    overrides += [
-        f"data.{k}={cfg.data[k]}" for k in ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
+    run_dir = Path(cfg.paths.log_dir) / "train" / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    overrides = [
+        f"model={cfg.model.name}",
+        f"objective={cfg.objective.name}",
+        f"head={cfg.head.name}",
+        f"logger={choices.get('logger') or 'none'}",
+        f"trainer={choices.get('trainer') or 'default'}",
+        f"paths.log_dir={cfg.paths.log_dir}",
+        f"paths.output_dir={run_dir}",
+        *(f"data.{k}={cfg.data[k]}" for k in FACEPARTS_KEYS),
     ]
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides])
+    summary = train(compose_config("train", overrides))
+    torch.manual_seed(cfg.seed)  # training drew from the global generator; explain as if it had not
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
-    if result.returncode != 0 or found is None:
+    if summary.get("status") != "ok" or found is None:
         raise UserError(
             f"training a FaceParts classifier failed (python train.py {' '.join(overrides)}); "
             "run it yourself and pass ckpt_path=..."
@@ -203,8 +199,7 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
 
 
 def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
-    """Newest ``last.ckpt`` of a finished run whose model, head and FaceParts settings match ``cfg``."""
-    keys = ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
+    """Newest ``last.ckpt`` of a finished run whose model, objective and FaceParts settings match ``cfg``."""
     candidates = []
     for summary in train_dir.glob("**/summary.json"):
         run = summary.parent
@@ -217,9 +212,9 @@ def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
         other = OmegaConf.load(resolved)
         same = (
             other.model.name == cfg.model.name
-            and other.head.name == cfg.head.name
+            and other.get("objective", {}).get("name") == cfg.objective.name
             and "FacePartsDataModule" in str(other.data.get("_target_"))
-            and all(other.data.get(k) == cfg.data.get(k) for k in keys)
+            and all(other.data.get(k) == cfg.data.get(k) for k in FACEPARTS_KEYS)
         )
         if same:
             candidates.append(ckpt)

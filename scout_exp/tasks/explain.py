@@ -26,10 +26,10 @@ from scout_exp.explain.pairs import (
     pairs_from_images,
 )
 from scout_exp.explain.predict import ExplainModule, ExplainSettings, mean_pr
-from scout_exp.explain.recogniser import Recogniser, load_recogniser
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.explain.verification import VerificationExplainer, explain_pairs
 from scout_exp.io import save_json
+from scout_exp.tasks.recogniser import Recogniser, load_recogniser
 
 log = logging.getLogger(__name__)
 #: scout: SCOUT counterfactual explanations of identities; verify: similarity maps of (probe, reference) pairs
@@ -58,9 +58,9 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         recogniser.model,
         attribution=cfg.attribution.method,
         target_layer=recogniser.layer(cfg.attribution.layer),
-        confidence=cfg.head.name,
+        head=recogniser.head,
         variant=cfg.variant,
-        **recogniser.explainer_kwargs,
+        attribution_options=to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {},
     )
     settings = ExplainSettings(
         out_dir=out,

@@ -1,0 +1,29 @@
+"""Building an attribution method by name: the registered engine methods and the third-party adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from scout_exp.attribution.adapters import create_adapter
+from scout_exp.attribution.base import ATTRIBUTIONS, BaseAttribution, list_attributions
+from scout_exp.errors import UserError
+
+
+def create_attribution(
+    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **kwargs: Any
+) -> BaseAttribution:
+    """Build attribution ``name`` (registered, ``pgc:<Class>`` or ``captum:<Method>``) for ``model``.
+
+    ``kwargs`` are the method's options (``attribution.kwargs`` in the config). Raises UserError for
+    an unknown name.
+    """
+    if name.startswith(("pgc:", "captum:")):
+        return create_adapter(name, model, target_layer, **kwargs)
+    if name not in ATTRIBUTIONS:
+        raise UserError(
+            f"unknown attribution {name!r}; choose one of: {', '.join(list_attributions())}, "
+            "or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>"
+        )
+    return ATTRIBUTIONS[name](model, target_layer, **kwargs)
