@@ -11,8 +11,8 @@ from scout_exp.errors import UserError
 from tests.conftest import run_entry
 
 GROUPS = {
-    "train": ["data", "model", "head", "optimizer", "callbacks", "logger", "trainer", "paths"],
-    "explain": ["data", "model", "head", "attribution", "logger", "trainer", "paths"],
+    "train": ["data", "model", "objective", "head", "optimizer", "callbacks", "logger", "trainer", "paths"],
+    "explain": ["data", "model", "objective", "head", "attribution", "logger", "trainer", "paths"],
 }
 #: groups whose options each belong to one task (a training or an explanation experiment)
 TASK_GROUPS = ["experiment", "hparams_search"]
@@ -63,3 +63,16 @@ def test_entry_point_reports_bad_option_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: unknown model 'resnet5'"), result.stderr
+
+
+def test_head_hardness_selects_its_objective_and_a_mismatch_is_one_line(tmp_path: Path) -> None:
+    assert check_overrides("train", ["head=hardness"]).objective.name == "hardness"
+    assert check_overrides("explain", ["head=hardness"]).objective.name == "hardness"
+    assert check_overrides("train", ["head=margin"]).objective.name == "ce"
+    result = run_entry("train.py", "head=hardness", "objective=ce", "logger=none", cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == (
+        "error: head=hardness is trained by objective=hardness, not objective=ce; "
+        "drop objective= or pass objective=hardness"
+    ), result.stderr

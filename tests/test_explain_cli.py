@@ -92,7 +92,7 @@ def test_bad_input_is_one_line(trained: Path, tmp_path: Path, override: str, exp
 @pytest.mark.parametrize("trunk", ["separate", "shared"])
 def test_hardness_head_end_to_end(tmp_path: Path, trunk: str) -> None:
     """train.py head=hardness, then explain.py head=hardness uses s^e = 1 - s^hp as the confidence."""
-    train = run_entry("train.py", *TINY, "head=hardness", f"head.module.trunk={trunk}", "logger=none", cwd=tmp_path)
+    train = run_entry("train.py", *TINY, "head=hardness", f"objective.trunk={trunk}", "logger=none", cwd=tmp_path)
     assert train.returncode == 0, train.stderr[-3000:]
     summary = json.loads(run_dir(tmp_path).joinpath("summary.json").read_text())
     for score in ("softmax", "certainty", "easiness"):
@@ -119,9 +119,9 @@ def test_pairs_csv_tolerates_spaces_and_bom(tmp_path: Path) -> None:
 
 def test_explain_skips_failed_training_runs(trained: Path, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
-    from scout_exp.explain.recogniser import newest_checkpoint
 
     from scout_exp.cli import check_overrides
+    from scout_exp.tasks.recogniser import newest_checkpoint
 
     cfg = check_overrides("explain", list(DATA))
     good = next(trained.glob("train/runs/*"))

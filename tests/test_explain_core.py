@@ -14,19 +14,22 @@ from scout_exp.errors import UserError
 from scout_exp.explain import (
     AREA_FRACTIONS,
     ScoutExplainer,
-    certainty_score,
     complement,
     confidence_map,
     discriminant_map,
-    easiness_score,
     part_iou,
     part_precision_recall,
     parts_inside,
     pr_curve,
     segment_by_area,
     segment_by_threshold,
-    softmax_score,
 )
+from scout_exp.heads import ConfidenceHead, create_head, list_heads
+from scout_exp.heads.certainty import certainty_score
+from scout_exp.heads.hardness import easiness_score
+from scout_exp.heads.margin import MarginHead, logit_margin
+from scout_exp.heads.max_logit import MaxLogitHead
+from scout_exp.heads.softmax import softmax_score
 
 
 class TinyNet(nn.Module):
@@ -115,6 +118,11 @@ def test_confidence_scores_by_hand() -> None:
     np.testing.assert_allclose(certainty_score(logits).numpy(), [expected, 0.0], atol=1e-6)
     assert certainty_score(torch.tensor([[50.0, 0.0, 0.0]]))[0] > 0.999
     torch.testing.assert_close(easiness_score(torch.tensor([[0.2], [0.9]])), torch.tensor([0.8, 0.1]))
+    torch.testing.assert_close(MaxLogitHead().score(logits), torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(logit_margin(logits), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(MarginHead().score(torch.tensor([[0.5, 3.0, 2.5]])), torch.tensor([0.5]))
+    with pytest.raises(UserError, match="at least 2 classes"):
+        logit_margin(torch.zeros(2, 1))
 
 
 def test_confidence_map_by_hand() -> None:
@@ -191,7 +199,7 @@ def test_scout_explainer_softmax(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = base_mod.layer_gradients
     monkeypatch.setattr("scout_exp.explain.scout.layer_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
-    exp = ScoutExplainer(model, "gradxact", "conv2", confidence="softmax").explain(x)
+    exp = ScoutExplainer(model, "gradxact", "conv2", head="softmax").explain(x)
     assert len(calls) == 1
     logits = model(x).detach()
     top2 = logits.topk(2, dim=1).indices
@@ -216,7 +224,7 @@ def test_scout_explainer_certainty_and_given_classes() -> None:
     torch.manual_seed(1)
     model = TinyNet().eval()
     x = torch.randn(2, 3, 8, 8)
-    exp = ScoutExplainer(model, "gradcam", "conv2", confidence="certainty").explain(x, 2, torch.tensor([0, 4]))
+    exp = ScoutExplainer(model, "gradcam", "conv2", head="certainty").explain(x, 2, torch.tensor([0, 4]))
     assert exp.y_star.tolist() == [2, 2] and exp.y_counter.tolist() == [0, 4]
     p = model(x).detach().softmax(1).double()
     torch.testing.assert_close(exp.confidence.double(), 1 + (p * p.log()).sum(1) / math.log(5), atol=1e-6, rtol=0)
@@ -224,24 +232,41 @@ def test_scout_explainer_certainty_and_given_classes() -> None:
         ScoutExplainer(model, target_layer="conv2").explain(x, 1, 1)
     with pytest.raises(UserError, match="outside"):
         ScoutExplainer(model, target_layer="conv2").explain(x, 7)
-    with pytest.raises(UserError, match="confidence"):
-        ScoutExplainer(model, confidence="entropy")
-    with pytest.raises(UserError, match="hardness"):
-        ScoutExplainer(model, confidence="hardness")
+    with pytest.raises(UserError, match="unknown confidence head 'entropy'"):
+        ScoutExplainer(model, head="entropy")
+    with pytest.raises(UserError, match="objective=hardness"):
+        ScoutExplainer(model, head="hardness")  # no predictor attached
+
+
+class _TupleHead(ConfidenceHead):
+    """A head reading (logits, s^hp) from a two-output network (the protocol, outside the registry)."""
+
+    name = "tuple_test"
+
+    def logits(self, out: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return out[0]
+
+    def score(self, out: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return 1 - out[1]
+
+
+class _NetworkHead(ConfidenceHead):
+    """A head with a network of its own: s = 1 - predictor(x)."""
+
+    name = "network_test"
+
+    def __init__(self, predictor: nn.Module) -> None:
+        self.network = predictor
+
+    def score(self, out: torch.Tensor) -> torch.Tensor:
+        return 1 - out[:, 0]
 
 
 def test_scout_explainer_hardness_shared_and_separate() -> None:
     torch.manual_seed(2)
     x = torch.randn(2, 3, 8, 8)
     shared = TwoHeadNet().eval()
-    exp = ScoutExplainer(
-        shared,
-        "gradxact",
-        "conv2",
-        confidence="hardness",
-        logits_fn=lambda out: out[0],
-        hardness_fn=lambda out: out[1],
-    ).explain(x)
+    exp = ScoutExplainer(shared, "gradxact", "conv2", head=_TupleHead()).explain(x)
     logits, hard = shared(x)
     torch.testing.assert_close(exp.confidence, 1 - hard.detach())
     conf = direct_map(shared, x, lambda o: 1 - o[1], positive=True)
@@ -252,7 +277,7 @@ def test_scout_explainer_hardness_shared_and_separate() -> None:
     predictor = nn.Sequential(
         nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1), nn.Sigmoid()
     ).eval()
-    exp = ScoutExplainer(model, "gradxact", "conv2", confidence="hardness", predictor=predictor).explain(x)
+    exp = ScoutExplainer(model, "gradxact", "conv2", head=_NetworkHead(predictor)).explain(x)
     torch.testing.assert_close(exp.confidence, 1 - predictor(x).detach()[:, 0])
     assert exp.confidence_map.shape == exp.class_map.shape == (2, 4, 4)  # 8x8 map resized to 4x4
 
@@ -279,3 +304,29 @@ def test_scout_explainer_with_an_adapter() -> None:
     exp = ScoutExplainer(model, "pgc:GradCAM", "conv2").explain(x)
     assert exp.class_map.shape == exp.confidence_map.shape == (2, 8, 8)
     torch.testing.assert_close(exp.confidence, model(x).detach().softmax(1).amax(1))
+
+
+@pytest.mark.parametrize("name", ["softmax", "certainty", "max_logit", "margin"])
+def test_every_output_head_explains_with_its_score_in_one_engine_pass(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each registered head that reads the classifier's output: s(x) and a(s) as computed by hand."""
+    torch.manual_seed(3)
+    model = TinyNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    calls = []
+    real = base_mod.layer_gradients
+    monkeypatch.setattr("scout_exp.explain.scout.layer_gradients", lambda *a, **k: calls.append(1) or real(*a, **k))
+    head = create_head(name)
+    exp = ScoutExplainer(model, "gradxact", "conv2", head=head).explain(x)
+    assert len(calls) == 1
+    torch.testing.assert_close(exp.confidence, head.score(model(x)).detach())
+    conf = direct_map(model, x, lambda o: head.score(o), positive=True)
+    torch.testing.assert_close(exp.confidence_map, conf, atol=1e-6, rtol=1e-4)
+
+
+def test_head_registry_matches_the_config_group() -> None:
+    from scout_exp.config import CONFIG_DIR
+
+    assert list_heads() == sorted(p.stem for p in (CONFIG_DIR / "head").glob("*.yaml"))
+    assert "tuple_test" not in list_heads()  # heads defined outside scout_exp.heads are not registered

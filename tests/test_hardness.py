@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from scout_exp.checkpoint import OBJECTIVE_KEY
 from scout_exp.errors import UserError
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.hardness.losses import (
@@ -30,9 +31,11 @@ from scout_exp.hardness.metrics import (
     oracle_aurc,
     risk_coverage_curve,
 )
-from scout_exp.hardness.module import HardnessModule, load_hardness
+from scout_exp.hardness.module import HardnessModule
+from scout_exp.heads.hardness import HardnessHead
 from scout_exp.models import registry
 from scout_exp.training.module import ClassifierModule
+from scout_exp.training.objectives import RecordObjective, load_trained
 
 N_CLASSES = 3
 
@@ -53,7 +56,6 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(autouse=True)
 def tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry._import_builtin()
     monkeypatch.setitem(registry._MODELS, "tiny_net", lambda num_classes: TinyNet(num_classes))
 
 
@@ -181,11 +183,12 @@ def test_one_step_updates_each_network_only_in_its_own_step(tmp_path: Path, trun
 @pytest.mark.parametrize("trunk", ["separate", "shared"])
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path, trunk: str) -> None:
     module = _module(trunk=trunk, predictor_loss="linear")
-    trainer = _trainer(tmp_path, batches=2)
+    trainer = _trainer(tmp_path, [RecordObjective("hardness")], batches=2)
     trainer.fit(module, train_dataloaders=_loader())
     path = tmp_path / "hardness.ckpt"
     trainer.save_checkpoint(path)
-    loaded = load_hardness(path)
+    loaded, objective = load_trained(path)
+    assert objective == "hardness" and isinstance(loaded, HardnessModule)
     assert loaded.hparams.trunk == trunk and loaded.hparams.predictor_loss == "linear"
     x = torch.randn(4, 3, 8, 8)
     module.eval()
@@ -199,7 +202,16 @@ def _classifier_ckpt(path: Path, num_classes: int = N_CLASSES, model_name: str =
     with torch.no_grad():
         for p in classifier.parameters():
             p.normal_()
-    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    record = {"name": "ce", "target": "scout_exp.training.module.ClassifierModule"}
+    torch.save(
+        {
+            "state_dict": classifier.state_dict(),
+            "hyper_parameters": dict(classifier.hparams),
+            OBJECTIVE_KEY: record,
+            "pytorch-lightning_version": pl.__version__,
+        },
+        path,
+    )
     return classifier
 
 
@@ -217,7 +229,11 @@ def test_init_from_takes_a_hardness_or_a_classifier_checkpoint(tmp_path: Path) -
     from_classifier = _module(init_from=str(tmp_path / "c.ckpt"))
     assert torch.equal(from_classifier.model.fc.weight, classifier.model.fc.weight)
     torch.save(
-        {"state_dict": from_classifier.state_dict(), "hyper_parameters": dict(from_classifier.hparams)},
+        {
+            "state_dict": from_classifier.state_dict(),
+            "hyper_parameters": dict(from_classifier.hparams),
+            OBJECTIVE_KEY: {"name": "hardness", "target": "scout_exp.hardness.module.HardnessModule"},
+        },
         tmp_path / "h.ckpt",
     )
     whole = _module(init_from=str(tmp_path / "h.ckpt"))
@@ -235,10 +251,14 @@ def test_mismatched_or_wrong_checkpoints_are_refused_in_one_line(tmp_path: Path)
     _classifier_ckpt(tmp_path / "r18.ckpt", model_name="resnet18")
     with pytest.raises(UserError, match="resnet18 classifier but model=tiny_net"):
         _module(classifier_ckpt=str(tmp_path / "r18.ckpt"))
-    with pytest.raises(UserError, match="not a hardness checkpoint"):
-        load_hardness(tmp_path / "five.ckpt")
+    classifier, _ = load_trained(tmp_path / "five.ckpt")
+    with pytest.raises(UserError, match="needs a checkpoint of `train.py objective=hardness`"):
+        HardnessHead().attach(classifier)
     with pytest.raises(UserError, match="does not exist"):
-        load_hardness(tmp_path / "missing.ckpt")
+        load_trained(tmp_path / "missing.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "old.ckpt")
+    with pytest.raises(UserError, match="records no training objective"):
+        load_trained(tmp_path / "old.ckpt")
 
 
 # ---------------------------------------------------------------- metrics
@@ -295,12 +315,12 @@ def test_final_metrics_writes_figure_and_reports_the_three_scores(tmp_path: Path
 
 
 @pytest.mark.parametrize("trunk", ["separate", "shared"])
-def test_explainer_kwargs_give_the_easiness_confidence(trunk: str) -> None:
+def test_hardness_head_gives_the_easiness_confidence(trunk: str) -> None:
     module = _module(trunk=trunk).eval()
     x = torch.randn(2, 3, 8, 8)
-    kwargs = module.explainer_kwargs()
-    model = kwargs.pop("model", module.model)
-    explainer = ScoutExplainer(model, attribution="gradxact", target_layer="conv", confidence="hardness", **kwargs)
+    head = HardnessHead()
+    head.attach(module, "conv")
+    explainer = ScoutExplainer(module.model, attribution="gradxact", target_layer="conv", head=head)
     explanation = explainer.explain(x)
     with torch.no_grad():
         logits, z = module._forward_both(x)
@@ -312,9 +332,8 @@ def test_explainer_kwargs_give_the_easiness_confidence(trunk: str) -> None:
 
 
 def test_head_config_builds_the_module() -> None:
-    from scout_exp.training.task import build_module
-
     from scout_exp.cli import check_overrides
+    from scout_exp.tasks.train import build_module
 
     cfg = check_overrides("train", ["head=hardness", "model=resnet18"])
     module = build_module(cfg, num_classes=4)

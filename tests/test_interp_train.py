@@ -65,7 +65,7 @@ def test_variants_select_the_loss_terms() -> None:
     assert _module("sad_fad").needs_occlusion
     assert _module("sad").loss_weights == VARIANTS["sad"]
     assert _module("base", weights={"sad_clean": 0.5, "fad": None}).loss_weights.sad_clean == 0.5
-    with pytest.raises(UserError, match="head.variant"):
+    with pytest.raises(UserError, match="objective.variant"):
         _module("both")
     with pytest.raises(UserError, match="unknown loss weight"):
         _module(weights={"sad": 1.0})

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from scout_exp.explain.recogniser import Recogniser
 from torch import nn
 
 from scout_exp.cli import check_overrides
@@ -21,7 +20,9 @@ from scout_exp.errors import UserError
 from scout_exp.explain.faces import FaceLoader, enrol_gallery, gallery_images, jitter_matrix
 from scout_exp.explain.pairs import Pair, PairDataset, pairs_from_csv, pairs_from_images
 from scout_exp.explain.verification import VerificationExplainer, explain_pairs, pair_record
+from scout_exp.heads import create_head
 from scout_exp.io import save_image
+from scout_exp.tasks.recogniser import Recogniser
 from tests.conftest import run_dir, run_entry
 
 FETCH_HINT = "python -m scout_exp.zoo fetch face_descriptor"
@@ -224,11 +225,13 @@ def test_gallery_from_folder_with_jitter_means_view_embeddings(tmp_path: Path) -
 
 
 def test_gallery_layers_are_named_as_in_the_model_config() -> None:
-    recogniser = Recogniser(nn.Identity(), InputSpec(), "conv128_2", "x", layer_prefix="embedder.")
+    recogniser = Recogniser(
+        nn.Identity(), create_head("softmax"), InputSpec(), "conv128_2", "x", layer_prefix="embedder."
+    )
     assert recogniser.layer(None) == "embedder.conv128_2"
     assert recogniser.layer("conv64_1") == "embedder.conv64_1"
     assert recogniser.layer("embedder.conv64_1") == "embedder.conv64_1"
-    assert Recogniser(nn.Identity(), InputSpec(), "layer4", "x").layer(None) == "layer4"
+    assert Recogniser(nn.Identity(), create_head("softmax"), InputSpec(), "layer4", "x").layer(None) == "layer4"
 
 
 def test_face_descriptor_config_matches_the_network_and_zoo() -> None:
@@ -268,7 +271,7 @@ def test_real_faces_run(tmp_path: Path) -> None:
 
 
 def test_real_faces_without_weights_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scout_exp.explain.recogniser import load_recogniser
+    from scout_exp.tasks.recogniser import load_recogniser
 
     monkeypatch.setenv("SCOUT_EXP_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(UserError, match=FETCH_HINT):
@@ -276,7 +279,7 @@ def test_real_faces_without_weights_says_how_to_fetch(tmp_path: Path, monkeypatc
 
 
 def test_embedding_model_without_gallery_is_refused() -> None:
-    from scout_exp.explain.recogniser import load_recogniser
+    from scout_exp.tasks.recogniser import load_recogniser
 
     _cached_weights()
     with pytest.raises(UserError, match="enrol a gallery"):

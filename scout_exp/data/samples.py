@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from scout_exp.data.images import read_rgb
 from scout_exp.errors import UserError
 
 SAMPLE_PREFIX = "sample:"
@@ -20,8 +21,6 @@ SAMPLE_PREFIX = "sample:"
 
 def _grace_hopper() -> np.ndarray:
     from matplotlib import cbook
-
-    from scout_exp.data.images import read_rgb
 
     return read_rgb(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import SumMetric
 from torchmetrics.classification import BinaryAUROC
 
-from scout_exp.checkpoint import load_weights, objective_of, read_checkpoint
+from scout_exp.checkpoint import OBJECTIVE_KEY, load_weights, read_checkpoint
 from scout_exp.errors import UserError
 from scout_exp.hardness.figures import save_risk_coverage_figure
 from scout_exp.hardness.losses import (
@@ -233,6 +233,6 @@ class HardnessModule(ClassifierModule):
 
 
 def _is_hardness_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` was written by ``objective=hardness`` (its recorded objective class is this one)."""
-    record = objective_of(read_checkpoint(path), path)
-    return record["target"] == f"{HardnessModule.__module__}.{HardnessModule.__qualname__}"
+    """Whether ``path`` records ``objective=hardness`` (its objective class is this one); unrecorded: no."""
+    record = read_checkpoint(path).get(OBJECTIVE_KEY) or {}
+    return record.get("target") == f"{HardnessModule.__module__}.{HardnessModule.__qualname__}"

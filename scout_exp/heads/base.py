@@ -45,6 +45,8 @@ class ConfidenceHead:
         super().__init_subclass__(**kwargs)
         if not cls.name:
             raise TypeError(f"{cls.__name__} must set a class attribute `name`")
+        if not cls.__module__.startswith("scout_exp.heads."):  # a head defined elsewhere is used as an object
+            return
         if cls.name in _HEADS and _HEADS[cls.name] is not cls:
             raise TypeError(f"confidence head {cls.name!r} is registered twice")
         _HEADS[cls.name] = cls

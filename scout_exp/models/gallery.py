@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scout_exp.data.align import list_images
+from scout_exp.data.images import read_rgb, to_rgb
 from scout_exp.errors import UserError
+from scout_exp.modes import frozen_eval
 
 ImageLike = np.ndarray | str | os.PathLike[str]
 
@@ -64,27 +67,19 @@ def embed_images(
     batch_size: int = 32,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N, D) of images (uint8 RGB arrays or paths), in eval mode."""
-    from scout_exp.data.images import read_rgb, to_rgb
-
-    was_training = embedder.training
-    embedder.eval()
-    try:
-        out = []
+    out = []
+    with frozen_eval(embedder):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             arrays = [read_rgb(im) if isinstance(im, (str, os.PathLike)) else to_rgb(im) for im in chunk]
             batch = torch.stack([preprocess(a) for a in arrays])
             device = next(embedder.parameters(), torch.empty(0)).device
             out.append(F.normalize(embedder(batch.to(device)), dim=1).cpu())
-    finally:
-        embedder.train(was_training)
     return torch.cat(out)
 
 
 def _gallery_from_folder(folder: Path) -> dict[str, list[Path]]:
     """``folder/<identity>/<image>`` -> {identity: image paths}; an empty gallery is a UserError."""
-    from scout_exp.data.align import list_images
-
     if not folder.is_dir():
         raise UserError(f"gallery folder {folder} does not exist")
     gallery = {d.name: list_images(d) for d in sorted(folder.iterdir()) if d.is_dir()}

@@ -29,13 +29,11 @@ def register_model(fn: ModelFactory) -> ModelFactory:
 
 def list_models() -> list[str]:
     """Names of all registered backbones."""
-    _import_builtin()
     return sorted(_MODELS)
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """Build the registered backbone ``name`` with an identity layer of ``num_classes``."""
-    _import_builtin()
     if name not in _MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_MODELS))}")
     return _MODELS[name](num_classes=num_classes, **kwargs)
@@ -63,8 +61,3 @@ def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     finally:
         handle.remove()
     return captured[0].flatten(1), logits
-
-
-def _import_builtin() -> None:
-    """Import the modules whose decorators fill the registry."""
-    import scout_exp.models.zoo_builtin  # noqa: F401

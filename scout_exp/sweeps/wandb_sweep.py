@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from scout_exp.cli import check_overrides
 from scout_exp.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +104,6 @@ def agent_command(sweep: dict[str, Any], params: dict[str, Any]) -> list[str]:
 
 def check_sweep(path: str | Path, limit: int = 64) -> list[list[str]]:
     """Compose the config of every setting's command with Hydra; return the commands (UserError on a bad one)."""
-    from scout_exp.cli import check_overrides
-
     sweep = load_sweep(path)
     config_name = PROGRAMS[sweep["program"]]
     commands = []

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
+from scout_exp.data.faceparts import FACE_PARTS
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
@@ -193,8 +194,6 @@ def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
 def _part_names(faceparts: Any) -> tuple[str, ...] | None:
     if faceparts is None:
         return None
-    from scout_exp.data.faceparts import FACE_PARTS
-
     return FACE_PARTS
 
 
