@@ -1,8 +1,15 @@
-"""Lightning predict loop over pairs: explanations, figures and raw maps for every pair, on every device."""
+"""Lightning predict loop over pairs: explanations, figures and raw maps for every pair, on every device.
+
+``predict_step`` turns an :class:`Explanation` of a batch into one JSON-ready record per pair and
+returns ``(dataset index, record)`` pairs for :class:`scout_exp.explain.writer.RecordWriter`.
+*Scorers* add per-pair fields: each is called as ``scorer(PairView) -> dict`` and its fields are
+merged into the record, so a new explanation-quality metric plugs in without touching the loop.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +23,27 @@ from scout_exp.explain.evaluation import part_iou, part_precision_recall, parts_
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
 from scout_exp.explain.scout import Explanation, ScoutExplainer
-from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area, segment_by_threshold
+from scout_exp.explain.segments import segment_by_area, segment_by_threshold
 from scout_exp.io import save_npz
+from scout_exp.modes import frozen_eval
+
+
+@dataclass
+class PairView:
+    """What a scorer sees of one pair: its explanation rows, the batch input and the upsampled maps."""
+
+    pair: Any  # scout_exp.explain.pairs.Pair
+    rows: list[int]  # rows of ``x`` / ``explanation`` holding image 1 (and image 2)
+    x: Tensor  # (N, 3, H, W) the batch's preprocessed images, both sides stacked
+    explanation: Explanation  # the batch's explanation (rows as above)
+    maps: dict[str, Tensor]  # name -> (N, H, W) maps at input size, on the CPU
+    segments: Tensor  # (N, H, W) bool discriminant segments
+    explainer: ScoutExplainer
+    record: dict[str, Any]  # the record so far (read-only for scorers)
+
+
+#: a per-pair metric: PairView -> fields added to the pair's record
+Scorer = Callable[[PairView], dict[str, Any]]
 
 
 @dataclass
@@ -31,6 +57,7 @@ class ExplainSettings:
     max_figures: int = 16
     part_names: tuple[str, ...] | None = None
     class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
+    scorers: list[Scorer] = field(default_factory=list)  # per-pair metrics adding record fields
 
 
 class ExplainModule(pl.LightningModule):
@@ -44,7 +71,7 @@ class ExplainModule(pl.LightningModule):
         self.dataset = dataset
         self.settings = settings
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, dict[str, Any]]]:
         x1, x2, has_2 = batch["x1"], batch["x2"], batch["has_2"].bool()
         c1, c2 = self._default_classes(x1, x2, has_2, batch["class_1"].clone(), batch["class_2"].clone())
         x = torch.cat([x1, x2[has_2]])
@@ -66,7 +93,12 @@ class ExplainModule(pl.LightningModule):
         records = []
         for b in range(x1.shape[0]):
             rows = [b] + ([int(second[b])] if has_2[b] else [])
-            records.append(self._record(int(batch["index"][b]), rows, x, explained, maps, segments))
+            index = int(batch["index"][b])
+            record = self._record(index, rows, x, explained, maps, segments)
+            for scorer in self.settings.scorers:
+                view = PairView(self.dataset.pairs[index], rows, x, explained, maps, segments, self.explainer, record)
+                record.update(scorer(view))
+            records.append((index, record))
         return records
 
     @torch.no_grad()
@@ -75,11 +107,9 @@ class ExplainModule(pl.LightningModule):
         if not bool((c1 == NO_CLASS).any() or (c2 == NO_CLASS).any()):
             return c1, c2
         logits_fn = self.explainer.logits_fn
-        was_training = self.model.training
-        self.model.eval()
-        l1 = logits_fn(self.model(x1))
-        l2 = logits_fn(self.model(x2))
-        self.model.train(was_training)
+        with frozen_eval(self.model):
+            l1 = logits_fn(self.model(x1))
+            l2 = logits_fn(self.model(x2))
         best_other = l1.scatter(1, c2.clamp(min=0)[:, None], float("-inf")).argmax(1)
         c1 = torch.where(c1 == NO_CLASS, torch.where(c2 == NO_CLASS, l1.argmax(1), best_other), c1)
         source = torch.where(has_2[:, None], l2, l1)
@@ -162,21 +192,3 @@ class ExplainModule(pl.LightningModule):
         part_map = labels.astype(np.int64) - 1
         part_map[part_map >= len(self.settings.part_names)] = -1
         return part_map
-
-
-def mean_pr(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean precision/recall of the discriminant segments over all images, and the mean PR curve."""
-    items = [r[k] for r in records for k in ("image_1", "image_2") if k in r and "precision" in r[k]]
-    curves = [r["pr_curve"] for r in records if "pr_curve" in r]
-    if not items:
-        return {}
-    return {
-        "precision": float(np.nanmean([i["precision"] for i in items])),
-        "recall": float(np.nanmean([i["recall"] for i in items])),
-        "piou": float(np.nanmean([r["piou"] for r in records if "piou" in r] or [np.nan])),
-        "pr_curve": {
-            "area_fraction": list(AREA_FRACTIONS),
-            "precision": np.nanmean([c["precision"] for c in curves], 0).tolist(),
-            "recall": np.nanmean([c["recall"] for c in curves], 0).tolist(),
-        },
-    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,14 @@ from scout_exp.explain.pairs import (
     pairs_from_csv,
     pairs_from_images,
 )
-from scout_exp.explain.predict import ExplainModule, ExplainSettings, mean_pr
+from scout_exp.explain.predict import ExplainModule, ExplainSettings
 from scout_exp.explain.scout import ScoutExplainer
-from scout_exp.explain.verification import VerificationExplainer, explain_pairs
+from scout_exp.explain.segments import AREA_FRACTIONS
+from scout_exp.explain.verification import VerificationExplainer
+from scout_exp.explain.verify_loop import VerifyModule
+from scout_exp.explain.writer import PRMeans, RecordWriter, iter_records, remove_record_files, write_explanations
 from scout_exp.io import save_json
+from scout_exp.mirror import mirror_run
 from scout_exp.tasks.recogniser import Recogniser, load_recogniser
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,11 @@ MODES = ("scout", "verify")
 
 
 def explain(cfg: DictConfig) -> dict[str, Any]:
-    """Explain the configured pairs; write ``explanations.json``, figures and (optionally) raw maps."""
+    """Explain the configured pairs; write ``explanations.json``, figures and (optionally) raw maps.
+
+    Records, figures and maps are written as batches finish (:mod:`scout_exp.explain.writer`), so
+    memory stays flat in the number of pairs; ``mode=verify`` runs through the same loop.
+    """
     start = time.perf_counter()
     out = output_dir()
     save_resolved_config(cfg, out / "config_resolved.yaml")
@@ -53,8 +62,55 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     faceparts, pairs = select_pairs(cfg)
     dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
     if mode == "verify":
-        return _verify(cfg, recogniser, dataset, out, start)
-    check_classes(pairs, recogniser.model.fc.out_features)
+        module, summary = _verify_module(cfg, recogniser, dataset, out)
+    else:
+        module, summary = _scout_module(cfg, recogniser, dataset, faceparts, out)
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[RichProgressBar(), RecordWriter(out)],
+        precision="32-true",
+        inference_mode=False,
+        enable_checkpointing=False,
+        max_epochs=None,
+    )
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
+    trainer.predict(module, loader, return_predictions=False)
+    if not trainer.is_global_zero:
+        return {}
+    if cfg.get("align"):
+        summary["align"] = cfg.align
+    summary, figures, table, curve = _summarise(summary, iter_records(out), recogniser, mode)
+    if curve:
+        save_pr_figure(
+            out / "figures" / "pr_curve.png",
+            curve["area_fraction"],
+            np.array(curve["precision"]),
+            np.array(curve["recall"]),
+            f"{cfg.attribution.method}, {cfg.variant}",
+        )
+    summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+    header: dict[str, Any] = {"summary": summary, "figures": figures + (["figures/pr_curve.png"] if curve else [])}
+    if mode == "scout":
+        header["pr_curve"] = curve
+    write_explanations(out / "explanations.json", header, iter_records(out))
+    remove_record_files(out)
+    save_json(summary, out / "summary.json")
+    key = "verification" if mode == "verify" else "explanations"
+    images = {key: [str(out / f) for f in figures]}
+    if curve:
+        images["pr_curve"] = [str(out / "figures" / "pr_curve.png")]
+    mirror_run(loggers, summary, to_container(cfg), images, ("scores", SCORE_COLUMNS, table) if table else None)
+    log.info("explanations: %s", out / "explanations.json")
+    return summary
+
+
+def _scout_module(
+    cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, faceparts: Any, out: Path
+) -> tuple[ExplainModule, dict[str, Any]]:
+    """The SCOUT predict module and the summary's fixed fields."""
+    check_classes(dataset.pairs, recogniser.model.fc.out_features)
     explainer = ScoutExplainer(
         recogniser.model,
         attribution=cfg.attribution.method,
@@ -69,27 +125,9 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         threshold=cfg.segment.threshold,
         save_maps=cfg.save_maps,
         max_figures=cfg.max_figures,
-        part_names=_part_names(faceparts),
+        part_names=FACE_PARTS if faceparts is not None else None,
         class_names=recogniser.class_names,
     )
-    loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(
-        cfg.trainer,
-        logger=loggers or False,
-        callbacks=[RichProgressBar()],
-        precision="32-true",
-        inference_mode=False,
-        enable_checkpointing=False,
-        max_epochs=None,
-    )
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
-    batches = trainer.predict(ExplainModule(explainer, dataset, settings), loader) or []
-    records = _gather([r for batch in batches for r in batch])
-    if not trainer.is_global_zero:
-        return {}
-
-    scores = mean_pr(records)
-    curve = scores.pop("pr_curve", None)
     summary = {
         "status": "ok",
         "task": "explain",
@@ -98,51 +136,26 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         "layer": explainer.attribution.layer_name,
         "confidence": cfg.head.name,
         "variant": cfg.variant,
-        "pairs": len(records),
-        **scores,
     }
     if recogniser.class_names is not None:
         summary["gallery"] = recogniser.class_names
-    if cfg.get("align"):
-        summary["align"] = cfg.align
-    figures = [r["figure"] for r in records if "figure" in r]
-    if curve:
-        save_pr_figure(
-            out / "figures" / "pr_curve.png",
-            curve["area_fraction"],
-            np.array(curve["precision"]),
-            np.array(curve["recall"]),
-            f"{cfg.attribution.method}, {cfg.variant}",
-        )
-        figures.append("figures/pr_curve.png")
-    summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-    save_json({"summary": summary, "figures": figures, "pr_curve": curve, "pairs": records}, out / "explanations.json")
-    save_json(summary, out / "summary.json")
-    _log(loggers, cfg, summary, records, out)
-    log.info("explanations: %s", out / "explanations.json")
-    return summary
+    return ExplainModule(explainer, dataset, settings), summary
 
 
-def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path, start: float) -> dict[str, Any]:
+def _verify_module(
+    cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path
+) -> tuple[VerifyModule, dict[str, Any]]:
     """``mode=verify``: similar/different evidence maps of every pair (:mod:`scout_exp.explain.verification`)."""
     if cfg.attribution.method != "gradxact":
         raise UserError(
             f"mode=verify maps the cosine similarity with gradient x activation; drop "
             f"attribution={cfg.attribution.method} (or use attribution=gradxact)"
         )
-    # verification pairs are few: one device, the first GPU when the trainer config allows one
-    use_gpu = torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
-    recogniser.embedder.to("cuda" if use_gpu else "cpu")
+    missing = [p.name for p in dataset.pairs if p.image_2 is None]
+    if missing:
+        raise UserError(f"mode=verify needs two images per pair; {', '.join(missing[:3])} has one")
     explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
-    records = explain_pairs(
-        explainer,
-        dataset,
-        out,
-        threshold=recogniser.same_person_distance,
-        batch_size=cfg.batch_size,
-        max_figures=cfg.max_figures,
-        save_maps=cfg.save_maps,
-    )
+    module = VerifyModule(explainer, dataset, out, recogniser.same_person_distance, cfg.max_figures, cfg.save_maps)
     summary = {
         "status": "ok",
         "task": "explain",
@@ -150,24 +163,52 @@ def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: 
         "checkpoint": recogniser.source,
         "attribution": "gradxact",
         "layer": explainer.layer_name,
-        "pairs": len(records),
-        "mean_cosine": float(np.mean([r["cosine"] for r in records])),
-        "wall_time_s": round(time.perf_counter() - start, 3),
     }
-    if cfg.get("align"):
-        summary["align"] = cfg.align
-    figures = [r["figure"] for r in records if "figure" in r]
-    save_json({"summary": summary, "figures": figures, "pairs": records}, out / "explanations.json")
-    save_json(summary, out / "summary.json")
-    for logger in instantiate_group(cfg.get("logger")):
-        logger.log_hyperparams(to_container(cfg))
-        experiment = getattr(logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "summary"):
-            experiment.summary.update(summary)
-            if figures:
-                logger.log_image(key="verification", images=[str(out / f) for f in figures])
-    log.info("explanations: %s", out / "explanations.json")
-    return summary
+    return module, summary
+
+
+#: columns of the per-image score table mirrored to W&B
+SCORE_COLUMNS = [
+    "pair",
+    "side",
+    "class",
+    "counter_class",
+    "prob_class",
+    "prob_counter",
+    "confidence",
+    "segment_area_fraction",
+    "precision",
+    "recall",
+]
+
+
+def _summarise(
+    summary: dict[str, Any], records: Iterable[dict[str, Any]], recogniser: Recogniser, mode: str
+) -> tuple[dict[str, Any], list[str], list[list[Any]], dict[str, Any] | None]:
+    """One streamed pass over the records: the summary's scores, the figure paths, the score table rows
+    and the mean PR curve (None without FaceParts ground truth)."""
+    pr, figures, rows, n, cosine = PRMeans(), [], [], 0, 0.0
+    for record in records:
+        n += 1
+        if "figure" in record:
+            figures.append(record["figure"])
+        if mode == "verify":
+            cosine += record["cosine"]
+            continue
+        pr.add(record)
+        rows += [
+            [record["pair"], side, *(record[f"image_{side}"].get(c) for c in SCORE_COLUMNS[2:])]
+            for side in (1, 2)
+            if f"image_{side}" in record
+        ]
+    summary["pairs"] = n
+    if mode == "verify":
+        summary["mean_cosine"] = cosine / n if n else float("nan")
+        return summary, figures, [], None
+    scores = pr.result(AREA_FRACTIONS)
+    curve = scores.pop("pr_curve", None)
+    summary.update(scores)
+    return summary, figures, rows, curve
 
 
 def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
@@ -189,55 +230,3 @@ def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
     if faceparts is None:
         raise UserError(f"explaining a data split needs FaceParts here; for {cfg.data._target_} pass pairs=<csv>")
     return faceparts, faceparts_pairs(faceparts, indices.tolist(), cfg.max_pairs)
-
-
-def _part_names(faceparts: Any) -> tuple[str, ...] | None:
-    if faceparts is None:
-        return None
-    return FACE_PARTS
-
-
-def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All ranks' records on every rank, each pair once (the distributed sampler pads with repeats)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        gathered: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, records)
-        records = [r for part in gathered for r in part]
-    unique = {r["pair"]: r for r in records}
-    return [unique[k] for k in sorted(unique)]
-
-
-def _log(
-    loggers: list[Any], cfg: DictConfig, summary: dict[str, Any], records: list[dict[str, Any]], out: Path
-) -> None:
-    """Mirror the run in W&B: config, summary, the figures and a table of scores."""
-    for logger in loggers:
-        logger.log_hyperparams(to_container(cfg))
-        experiment = getattr(logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "summary"):
-            continue
-        experiment.summary.update({k: v for k, v in summary.items() if v is not None})
-        figures = [str(out / r["figure"]) for r in records if "figure" in r]
-        if figures:
-            logger.log_image(key="explanations", images=figures)
-        if (out / "figures" / "pr_curve.png").is_file():
-            logger.log_image(key="pr_curve", images=[str(out / "figures" / "pr_curve.png")])
-        columns = [
-            "pair",
-            "side",
-            "class",
-            "counter_class",
-            "prob_class",
-            "prob_counter",
-            "confidence",
-            "segment_area_fraction",
-            "precision",
-            "recall",
-        ]
-        rows = [
-            [r["pair"], side, *(r[f"image_{side}"].get(c) for c in columns[2:])]
-            for r in records
-            for side in (1, 2)
-            if f"image_{side}" in r
-        ]
-        logger.log_table(key="scores", columns=columns, data=rows)

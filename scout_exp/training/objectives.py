@@ -53,7 +53,9 @@ def load_trained(path: str | Path) -> tuple[pl.LightningModule, str]:
     try:
         module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **cleared)
     except KeyError as err:
-        raise UserError(f"{path} is not a Lightning checkpoint (no {err} entry); pass a .ckpt written by train.py") from None
+        raise UserError(
+            f"{path} is not a Lightning checkpoint (no {err} entry); pass a .ckpt written by train.py"
+        ) from None
     except RuntimeError as err:
         lines = str(err).strip().splitlines()
         detail = "; ".join(line.strip() for line in lines[1:3]) or (lines[0] if lines else type(err).__name__)

@@ -1,0 +1,37 @@
+"""Mirroring a run to its loggers (W&B, CSV): the one helper every task uses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def mirror_run(
+    loggers: Sequence[Any],
+    summary: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    images: Mapping[str, Sequence[str]] | None = None,
+    table: tuple[str, list[str], list[list[Any]]] | None = None,
+) -> None:
+    """Send a run's ``config`` (hyper-parameters), ``summary``, ``images`` ({key: paths}) and ``table``
+    (key, columns, rows) to every logger that takes them.
+
+    A logger with a W&B-style ``experiment.summary`` gets the summary there; others get its numbers
+    through ``log_metrics``. None values are left out. Images and tables go only to loggers with
+    ``log_image`` / ``log_table``; keys whose path list is empty are skipped.
+    """
+    for logger in loggers:
+        if config is not None:
+            logger.log_hyperparams(dict(config))
+        if summary is not None:
+            experiment = getattr(logger, "experiment", None)
+            if experiment is not None and hasattr(experiment, "summary"):
+                experiment.summary.update({k: v for k, v in summary.items() if v is not None})
+            else:
+                logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+        for key, paths in (images or {}).items():
+            if paths and hasattr(logger, "log_image"):
+                logger.log_image(key=key, images=[str(p) for p in paths])
+        if table is not None and hasattr(logger, "log_table"):
+            key, columns, rows = table
+            logger.log_table(key=key, columns=columns, data=rows)
