@@ -33,6 +33,7 @@ from scout_exp.hardness.losses import (
 from scout_exp.hardness.metrics import evaluate_confidence
 from scout_exp.heads.hardness import TRUNKS, HardnessPredictor, build_trunk
 from scout_exp.heads.softmax import softmax_score
+from scout_exp.mirror import mirror_run
 from scout_exp.models import features_and_logits
 from scout_exp.modes import frozen_eval
 from scout_exp.training.module import ClassifierModule, OptimizerFactory
@@ -226,9 +227,7 @@ class HardnessModule(ClassifierModule):
         if trainer.is_global_zero:
             title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
             path = save_risk_coverage_figure(report.curves, m, Path(out_dir) / "figures" / "risk_coverage.png", title)
-            for logger in trainer.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(key="risk_coverage", images=[str(path)])
+            mirror_run(trainer.loggers, images={"risk_coverage": [str(path)]})
         return result
 
 

@@ -28,6 +28,7 @@ from scout_exp.evaluation.identification import cmc
 from scout_exp.evaluation.verification import eer, tar_at_far
 from scout_exp.interp.occlusion import apply_transform, fit_transform
 from scout_exp.interp.peaks import mean_face, peak_points, plot_peaks, spread_of
+from scout_exp.mirror import mirror_run
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,5 @@ def log_peak_figure(
 ) -> Path:
     """Save the paper-style figure (average peak per filter on the mean face) and log it as ``peaks``."""
     out = plot_peaks(results["mean_face"], results["locations"], path, results["deviations"], title)
-    for logger in loggers:
-        if hasattr(logger, "log_image"):
-            logger.log_image(key="peaks", images=[str(out)])
+    mirror_run(loggers, images={"peaks": [str(out)]})
     return out

@@ -18,6 +18,7 @@ from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import UserError
 from scout_exp.heads import create_head
 from scout_exp.io import save_json
+from scout_exp.mirror import mirror_run
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.figures import save_samples_figure
 from scout_exp.training.objectives import RecordObjective
@@ -57,10 +58,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if trainer.is_global_zero:
-        for logger in loggers:
-            logger.log_hyperparams(to_container(cfg))
         figure = save_samples_figure(datamodule, out / "figures" / "samples.png", cfg.figure_samples)
-        _log_image(loggers, "samples", figure)
+        mirror_run(loggers, config=to_container(cfg), images={"samples": [str(figure)] if figure else []})
 
     if cfg.ckpt_path and str(cfg.ckpt_path) not in LIGHTNING_CKPT_KEYWORDS:
         if "://" in str(cfg.ckpt_path):
@@ -81,8 +80,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if trainer.is_global_zero:
         save_json(summary, out / "summary.json")
-        for logger in loggers:
-            _log_summary(logger, summary)
+        mirror_run(loggers, summary)
         log.info("summary: %s", summary)
     return summary
 
@@ -131,19 +129,3 @@ def _summary(
         "last_checkpoint": getattr(checkpoint, "last_model_path", None) or None,
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
-
-
-def _log_image(loggers: list[Any], key: str, path: Path | None) -> None:
-    if path is None:
-        return
-    for logger in loggers:
-        if hasattr(logger, "log_image"):
-            logger.log_image(key=key, images=[str(path)])
-
-
-def _log_summary(logger: Any, summary: dict[str, Any]) -> None:
-    experiment = getattr(logger, "experiment", None)
-    if experiment is not None and hasattr(experiment, "summary"):
-        experiment.summary.update({k: v for k, v in summary.items() if v is not None})
-        return
-    logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
