@@ -36,7 +36,7 @@ from scout_exp.heads.softmax import softmax_score
 from scout_exp.mirror import mirror_run
 from scout_exp.models import features_and_logits
 from scout_exp.modes import frozen_eval
-from scout_exp.training.module import ClassifierModule, OptimizerFactory
+from scout_exp.training.module import ClassifierModule
 
 EVAL_SPLITS = ("val", "test")
 
@@ -56,12 +56,6 @@ class HardnessModule(ClassifierModule):
         self,
         model_name: str,
         num_classes: int,
-        model_kwargs: dict[str, Any] | None = None,
-        target_layer: str | None = None,
-        input_spec: dict[str, Any] | None = None,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: str = "cosine",
-        init_from: str | None = None,
         trunk: str = "separate",
         hidden: int = 128,
         dropout: float = 0.5,
@@ -71,9 +65,14 @@ class HardnessModule(ClassifierModule):
         predictor_weight_decay: float = 1e-4,
         classifier_ckpt: str | None = None,
         eval_split: str = "val",
+        **classifier: Any,
     ) -> None:
-        super().__init__(model_name, num_classes, model_kwargs, target_layer, input_spec, optimizer, scheduler)
+        # ``classifier``: the other keyword arguments of ClassifierModule; init_from is applied here,
+        # to the whole module, once it is built
+        init_from = classifier.pop("init_from", None)
+        super().__init__(model_name, num_classes, **classifier)
         self.save_hyperparameters(ignore=["optimizer"])
+        self.hparams["init_from"] = init_from
         for option, value, choices in (
             ("trunk", trunk, TRUNKS),
             ("classifier_loss", classifier_loss, CLASSIFIER_LOSSES),
@@ -88,7 +87,7 @@ class HardnessModule(ClassifierModule):
         if classifier_ckpt:
             self._load_classifier_ckpt(classifier_ckpt)
         if trunk == "separate":
-            predictor_trunk, feature_dim = build_trunk(model_name, num_classes, model_kwargs)
+            predictor_trunk, feature_dim = build_trunk(model_name, num_classes, classifier.get("model_kwargs"))
             if classifier_ckpt:
                 own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("fc.")}
                 predictor_trunk.load_state_dict(own)

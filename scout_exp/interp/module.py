@@ -32,7 +32,7 @@ from scout_exp.errors import UserError
 from scout_exp.interp.evaluate import EvalCollector, log_peak_figure
 from scout_exp.interp.losses import InterpLossWeights, interp_total_loss
 from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_parts, occlude_with_landmarks
-from scout_exp.training.module import ClassifierModule, OptimizerFactory
+from scout_exp.training.module import ClassifierModule
 
 VARIANTS: dict[str, InterpLossWeights] = {
     "base": InterpLossWeights(ce_clean=2.0, ce_occluded=0.0, filter=0.0, sad_clean=0.0, sad_occluded=0.0, fad=0.0),
@@ -60,12 +60,6 @@ class InterpFRModule(ClassifierModule):
         self,
         model_name: str,
         num_classes: int,
-        model_kwargs: dict[str, Any] | None = None,
-        target_layer: str | None = None,
-        input_spec: dict[str, Any] | None = None,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: str = "cosine",
-        init_from: str | None = None,
         variant: str = "sad_fad",
         weights: dict[str, float] | None = None,
         n_invariant: int = 260,
@@ -77,9 +71,14 @@ class InterpFRModule(ClassifierModule):
         peak_frame: int = 96,
         peak_sign: str = "pos",
         align_peaks: bool = True,
+        **classifier: Any,
     ) -> None:
-        super().__init__(model_name, num_classes, model_kwargs, target_layer, input_spec, optimizer, scheduler)
+        # ``classifier``: the other keyword arguments of ClassifierModule; init_from is applied here,
+        # to the whole module, once it is built
+        init_from = classifier.pop("init_from", None)
+        super().__init__(model_name, num_classes, **classifier)
         self.save_hyperparameters(ignore=["optimizer"])
+        self.hparams["init_from"] = init_from
         if not hasattr(self.model, "forward_maps"):
             raise UserError(
                 f"objective=interp needs an interpretable model such as model=casianet_interp, got {model_name}"
