@@ -11,8 +11,8 @@ from scout_exp.errors import UserError
 from tests.conftest import run_entry
 
 GROUPS = {
-    "train": ["data", "model", "objective", "head", "optimizer", "callbacks", "logger", "trainer", "paths"],
-    "explain": ["data", "model", "objective", "head", "attribution", "logger", "trainer", "paths"],
+    "train": ["data", "model", "objective", "head", "optimizer", "callbacks", "logger", "trainer", "paths", "debug"],
+    "explain": ["data", "model", "objective", "head", "attribution", "logger", "trainer", "paths", "debug"],
 }
 #: groups whose options each belong to one task (a training or an explanation experiment)
 TASK_GROUPS = ["experiment", "hparams_search"]

@@ -1,4 +1,4 @@
-"""Hardness predictor: losses, the alternating joint step, checkpoints, confidence metrics (METHOD section 2)."""
+"""Hardness predictor: losses, the alternating joint step, checkpoints, confidence metrics (docs/method.md section 2)."""
 
 from __future__ import annotations
 

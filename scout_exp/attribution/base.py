@@ -1,4 +1,4 @@
-"""The attribution engine: one forward and one batched backward to a single layer (METHOD section 1).
+"""The attribution engine: one forward and one batched backward to a single layer (docs/method.md section 1).
 
 Modelled on pytorch-grad-cam's ``BaseCAM`` (a method overrides one small function,
 :meth:`BaseAttribution.combine`), but written here because pytorch-grad-cam back-propagates

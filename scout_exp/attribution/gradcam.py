@@ -1,4 +1,4 @@
-"""Grad-CAM (Selvaraju et al., ICCV 2017; METHOD section 1)."""
+"""Grad-CAM (Selvaraju et al., ICCV 2017; docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scout_exp.attribution.base import BaseAttribution, register_attribution
 
 @register_attribution("gradcam")
 class GradCAM(BaseAttribution):
-    """``w_k = mean_ij dq/df_kij``, ``a = ReLU(sum_k w_k f_k)`` (METHOD section 1, Grad-CAM)."""
+    """``w_k = mean_ij dq/df_kij``, ``a = ReLU(sum_k w_k f_k)`` (docs/method.md section 1, Grad-CAM)."""
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
         """Channel weights = spatial mean of the gradient; ReLU of the weighted activation sum."""

@@ -1,4 +1,4 @@
-"""Grad-CAM++ (Chattopadhyay et al., WACV 2018, Eq. 19; METHOD section 1)."""
+"""Grad-CAM++ (Chattopadhyay et al., WACV 2018, Eq. 19; docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scout_exp.attribution.base import BaseAttribution, register_attribution
 
 @register_attribution("gradcampp")
 class GradCAMPlusPlus(BaseAttribution):
-    """Grad-CAM++ with the closed-form alpha of METHOD section 1 (not the seed's collapsed weights).
+    """Grad-CAM++ with the closed-form alpha of docs/method.md section 1 (not the seed's collapsed weights).
 
     ``alpha_kij = g^2 / (2 g^2 + sum_ab f_kab g^3)`` (0 where the denominator is 0),
     ``w_k = sum_ij alpha_kij ReLU(g_kij)``, ``a = ReLU(sum_k w_k f_k)``. ``eps`` is added to the

@@ -1,4 +1,4 @@
-"""CASIA-WebFace in the ``.dat`` pair of the Interpret_FR reference code (METHOD.md section 4).
+"""CASIA-WebFace in the ``.dat`` pair of the Interpret_FR reference code (docs/method.md section 4).
 
 ``CASIA_all_images_110_110.dat``: raw uint8, no header, images back to back as (110, 110, 3)
 height-width-channel arrays. The reference code feeds these bytes to the network with no channel
@@ -30,7 +30,7 @@ class CasiaDat(Dataset):
 
     Training items take a random ``crop`` x ``crop`` window (centre window otherwise), as the
     reference does (no flip). Without ``transform`` an item is the crop scaled to [-1, 1] as a
-    float (3, crop, crop) tensor (``x / 127.5 - 1``, METHOD.md section 4); with one, it is
+    float (3, crop, crop) tensor (``x / 127.5 - 1``, docs/method.md section 4); with one, it is
     ``transform(rgb_uint8_crop)``.
     """
 

@@ -137,7 +137,7 @@ class ImageFolderDataModule(FaceDataModule):
 
 
 class CasiaDatDataModule(FaceDataModule):
-    """The Interpret_FR reference ``.dat`` pair (METHOD section 4), memory-mapped."""
+    """The Interpret_FR reference ``.dat`` pair (docs/method.md section 4), memory-mapped."""
 
     def __init__(self, images: str, file_list: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,4 +1,4 @@
-"""Facial landmarks of real-face training sets, for occlusion synthesis (METHOD.md section 4).
+"""Facial landmarks of real-face training sets, for occlusion synthesis (docs/method.md section 4).
 
 File format (one entry per dataset item, in the dataset's order: the ``.dat`` file order for
 ``data=casia_dat``, the sorted ``root/<identity>/<image>`` order for ``data=image_folder``):

@@ -1,4 +1,4 @@
-"""Two real face photographs available offline (METHOD.md section 5), addressable as ``sample:NAME``.
+"""Two real face photographs available offline (docs/method.md section 5), addressable as ``sample:NAME``.
 
 ``sample:grace_hopper`` is matplotlib's ``mpl-data/sample_data/grace_hopper.jpg``;
 ``sample:eileen_collins`` is scikit-image's ``skimage.data.astronaut()`` (NASA, public domain).

@@ -1,1 +1,1 @@
-"""Hardness predictor trained jointly with the classifier, and confidence-score evaluation (METHOD section 2)."""
+"""Hardness predictor trained jointly with the classifier, and confidence-score evaluation (docs/method.md section 2)."""

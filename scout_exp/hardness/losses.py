@@ -1,4 +1,4 @@
-"""Losses of the joint classifier / hardness-predictor training (METHOD section 2, ECCV 2018).
+"""Losses of the joint classifier / hardness-predictor training (docs/method.md section 2, ECCV 2018).
 
 All losses are averaged over the batch: the paper's sums divided by the batch size B, so that a
 learning rate does not depend on the batch size (the minimisers are the same).
@@ -22,7 +22,7 @@ def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def weighted_cross_entropy(logits: Tensor, labels: Tensor, hardness: Tensor) -> Tensor:
-    """Hardness-weighted cross-entropy ``L_F = -(1/B) sum_i s_i log p_i(y_i)`` (METHOD section 2).
+    """Hardness-weighted cross-entropy ``L_F = -(1/B) sum_i s_i log p_i(y_i)`` (docs/method.md section 2).
 
     ``hardness`` (s^hp, (B,)) only weights the samples: it is detached, so this loss never
     updates the predictor.
@@ -32,7 +32,7 @@ def weighted_cross_entropy(logits: Tensor, labels: Tensor, hardness: Tensor) -> 
 
 
 def bce_hardness_loss(hardness_logit: Tensor, p_true: Tensor) -> Tensor:
-    """``L_S = -(1/B) sum_i [p_i log(1 - s_i) + (1 - p_i) log s_i]`` with ``s = sigmoid(z)`` (METHOD section 2).
+    """``L_S = -(1/B) sum_i [p_i log(1 - s_i) + (1 - p_i) log s_i]`` with ``s = sigmoid(z)`` (docs/method.md section 2).
 
     Takes the predictor's logit ``z`` (log-sigmoid is exact where ``s`` rounds to 0 or 1); the
     classifier's ``p_i(y_i)`` is detached, so this loss never updates the classifier.

@@ -1,4 +1,4 @@
-"""Joint training of a classifier and its hardness predictor (METHOD section 2, ECCV 2018).
+"""Joint training of a classifier and its hardness predictor (docs/method.md section 2, ECCV 2018).
 
 Alternation (manual optimisation): every training batch first updates the classifier ``F``
 with its own optimiser (hardness-weighted or plain CE; ``s^hp`` detached), then the predictor

@@ -1,4 +1,4 @@
-"""Logit-margin score ``s(x) = z_(1)(x) - z_(2)(x)``, top-1 minus top-2 logit (docs/method.md Eq. 15;
+"""Logit-margin score ``s(x) = z_(1)(x) - z_(2)(x)``, top-1 minus top-2 logit (docs/method.md, score S2;
 the margin of Wang et al., "Rethinking calibration of deep neural networks: do not be afraid of
 overconfidence", NeurIPS 2021, and of classic large-margin classifiers)."""
 

@@ -1,5 +1,5 @@
 """Max-logit score ``s(x) = max_y z_y(x)`` (Hendrycks et al., "Scaling out-of-distribution detection
-for real-world settings", ICML 2022, Sec. 4; docs/method.md Eq. 14)."""
+for real-world settings", ICML 2022, Sec. 4; docs/method.md, score S1)."""
 
 from __future__ import annotations
 

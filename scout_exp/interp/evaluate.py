@@ -1,4 +1,4 @@
-"""Test-stage evaluation of interpretable face recognition (METHOD.md section 4, "Evaluation").
+"""Test-stage evaluation of interpretable face recognition (docs/method.md section 4, "Evaluation").
 
 :class:`EvalCollector` gathers, batch by batch, the 320-d features, labels, accuracy under synthetic
 occlusion and each filter's peak on each face; :meth:`EvalCollector.compute` turns them into

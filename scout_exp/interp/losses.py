@@ -1,4 +1,4 @@
-"""Losses of interpretable face recognition (Yin et al., ICCV 2019; METHOD.md section 4).
+"""Losses of interpretable face recognition (Yin et al., ICCV 2019; docs/method.md section 4).
 
 All functions take batched tensors and are differentiable, so a training step can call them
 directly. Cosines use norms clamped at ``eps`` so that an all-zero map or filter gives 0, not NaN.
@@ -78,7 +78,7 @@ def feature_activation_diversity(
 
 @dataclass(frozen=True)
 class InterpLossWeights:
-    """Weights of the terms of the total loss; METHOD.md defaults. Set a weight to 0 to drop a term.
+    """Weights of the terms of the total loss; docs/method.md defaults. Set a weight to 0 to drop a term.
 
     Presets: base = ``InterpLossWeights(2, 0, 0, 0, 0, 0)``; SAD only =
     ``InterpLossWeights(2, 0, 100, 1, 0, 0)``; SAD + FAD = the defaults.
@@ -102,7 +102,7 @@ def interp_total_loss(
     n_invariant: int = 260,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss = w_ce_clean CE(clean) + w_ce_occ CE(occluded, masked) + w_filter L_filter
-    + w_sad_clean L_SAD(clean) + w_sad_occ L_SAD(occluded) + w_fad L_FAD (METHOD.md section 4).
+    + w_sad_clean L_SAD(clean) + w_sad_occ L_SAD(occluded) + w_fad L_FAD (docs/method.md section 4).
 
     ``classify`` maps a 320-d feature to logits (``CasiaNetInterp.classify``: dropout + fc); the
     occluded CE uses ``classify(f_occ * ~sensitive)``. Terms whose weight is 0 are not computed;

@@ -1,8 +1,8 @@
-"""Interpretable face-recognition training (Yin et al., ICCV 2019; METHOD.md section 4) in Lightning.
+"""Interpretable face-recognition training (Yin et al., ICCV 2019; docs/method.md section 4) in Lightning.
 
 One automatic-optimisation step per batch: a clean forward, an occluded forward when an
 occluded-image term has weight, and the total loss of :func:`scout_exp.interp.losses.interp_total_loss`.
-The optimiser is the ``optimizer=`` group (the experiment sets Adam with beta1 0.5, as METHOD.md
+The optimiser is the ``optimizer=`` group (the experiment sets Adam with beta1 0.5, as docs/method.md
 says). Batches may be:
 
 - ``(x, y, landmarks, parts)`` (FaceParts with ``data.with_annotations=true``): the occluder covers

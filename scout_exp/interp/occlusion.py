@@ -1,4 +1,4 @@
-"""Synthetic occlusion for the FAD loss (METHOD.md section 4) and part occluders for FaceParts.
+"""Synthetic occlusion for the FAD loss (docs/method.md section 4) and part occluders for FaceParts.
 
 Coordinates are continuous pixel coordinates ``(x, y)``: pixel (row v, column u) covers
 ``[u, u + 1) x [v, v + 1)`` and its centre is ``(u + 0.5, v + 0.5)``. A 32x12 occluder with

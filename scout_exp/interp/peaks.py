@@ -1,6 +1,6 @@
 """Average peak locations of filters over a set of faces, their spread ``d``, and the figure.
 
-Follows the reference's ``average_location.m`` (METHOD.md section 4): for each face and filter,
+Follows the reference's ``average_location.m`` (docs/method.md section 4): for each face and filter,
 the location of the largest positive (``sign="pos"``) or most negative (``"neg"``) response,
 weighted by its magnitude; faces without such a response are skipped for that filter.
 

@@ -1,4 +1,4 @@
-"""CASIA-Net and its interpretable variant (Yin et al., ICCV 2019; METHOD.md section 4).
+"""CASIA-Net and its interpretable variant (Yin et al., ICCV 2019; docs/method.md section 4).
 
 Both models take 96x96 RGB faces with pixels in [-1, 1] (:data:`CASIANET_INPUT`) and share the
 stage names ``stage0`` .. ``stage4``, so a base checkpoint loads into the interpretable model with
@@ -24,7 +24,7 @@ from scout_exp.models.registry import register_model
 CASIANET_INPUT = InputSpec(size=96, channel_order="RGB", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), pixel_scale=1.0)
 """Pixels in [-1, 1]: ``x / 127.5 - 1`` as in the reference code."""
 
-# (out_channels, stride) of each 3x3 conv, stage by stage (METHOD.md section 4).
+# (out_channels, stride) of each 3x3 conv, stage by stage (docs/method.md section 4).
 _STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((32, 1), (64, 1)),
     ((64, 2), (64, 1), (128, 1)),
@@ -97,7 +97,7 @@ class PeakMask(nn.Module):
     of ``|M|`` over the flattened (row-major) h x w map: ties at the cut are broken in favour of
     the earlier position, so exactly ``peaks`` survive whatever the ties. (The reference code keeps
     ``|M| > t`` with ``t`` the ``peaks``-th largest value, i.e. ``peaks - 1`` responses when there
-    are no ties; we keep ``peaks`` as METHOD.md section 4 and the paper describe.) The mask is
+    are no ties; we keep ``peaks`` as docs/method.md section 4 and the paper describe.) The mask is
     constant, so gradients reach only the kept responses.
     """
 
@@ -126,7 +126,7 @@ class InterpOutput(NamedTuple):
 
 
 class CasiaNetInterp(_CasiaStages):
-    """CASIA-Net with the interpretable hypercolumn head and peak masking (METHOD.md section 4)."""
+    """CASIA-Net with the interpretable hypercolumn head and peak masking (docs/method.md section 4)."""
 
     default_target_layer = "peak_mask"
 

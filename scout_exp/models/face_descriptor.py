@@ -1,6 +1,6 @@
 """dlib's 29-layer face-recognition ResNet (128-d descriptors), ported from face-api's TF.js graph.
 
-Architecture and weight format: METHOD.md section 5, checked against face-api's
+Architecture and weight format: docs/method.md section 5, checked against face-api's
 ``src/faceRecognitionNet/{FaceRecognitionNet,residualLayer,convLayer,scaleLayer}.ts``:
 
 * input 150x150 RGB in 0-255, ``(x - mean) / 255`` with mean (122.782, 117.001, 104.298);
@@ -131,7 +131,7 @@ def read_tfjs_weights(folder: str | os.PathLike[str], manifest_name: str = MANIF
     """Parse a TF.js weights manifest and its ``.bin`` shards into float32 arrays, by name.
 
     Per group the shards are concatenated and the tensors read in manifest order; quantised
-    tensors (uint8/uint16) are dequantised as ``q * scale + min`` (METHOD.md section 5).
+    tensors (uint8/uint16) are dequantised as ``q * scale + min`` (docs/method.md section 5).
     Written by hand because no maintained Python package reads this format without TensorFlow.
     """
     folder = Path(folder)

@@ -4,7 +4,7 @@
 whose rows are ``scale * t_c / ||t_c||`` (one L2-normalised template per identity): the logits
 are scaled cosine similarities. This keeps the registry contract (the last operation is ``fc`` on a
 flat feature, here the L2-normalised embedding), so :func:`split_classifier` and the SCOUT maps
-(class logit ``h_y``, counter class ``y^c``, METHOD.md section 1) work unchanged.
+(class logit ``h_y``, counter class ``y^c``, docs/method.md section 1) work unchanged.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Safe loading of weight files that are pickles of a dict name -> numpy array.
 
-The public VGGFace2 PyTorch weights (``resnet50_ft``, ``resnet50_scratch``; METHOD.md section 3)
+The public VGGFace2 PyTorch weights (``resnet50_ft``, ``resnet50_scratch``; docs/method.md section 3)
 are such pickles, written by Python 2 (load with ``encoding='latin1'``). Plain ``pickle.load``
 would run any callable the file names, so :class:`_ArrayUnpickler` admits only the few globals
 that rebuilding numpy arrays needs and refuses everything else before it is called.

@@ -1,6 +1,6 @@
 """The VGGFace2 ResNet-50 (Caffe layout, 8,631 identities) whose public weights are ``resnet50_ft``/``_scratch``.
 
-METHOD.md section 3: the stride 2 of each stage sits in the first 1x1 conv of its first
+docs/method.md section 3: the stride 2 of each stage sits in the first 1x1 conv of its first
 bottleneck (torchvision puts it in the 3x3), the stem max-pool is k3 s2 p0 with ``ceil_mode``,
 the head is ``AvgPool2d(7)`` then ``fc`` 2048 -> 8631. Module names follow the converted pickles
 (``conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc.bias``, ...). Input: 224x224 BGR,

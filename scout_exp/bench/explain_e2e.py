@@ -1,0 +1,123 @@
+"""Benchmark: ``explain.py`` end to end (figures off) on 100 and 2,000 FaceParts pairs, against the
+SCOUT engine alone on the same pairs.
+
+A ResNet-18 classifier (random weights; throughput does not depend on training) is saved as a
+train.py checkpoint; ``explain.py`` runs as a user runs it, in a child process per size, with
+``max_figures=0 logger=none``. Reported per size: pairs/s of the explain task (its own
+``wall_time_s``: loading, pair selection, predict loop, records and summary), pairs/s of
+``ScoutExplainer.explain`` alone over the same batches (in this process, no segments, scores or
+outputs), their ratio (target >= 0.7), and the child's peak resident memory (target: the 2,000-pair
+run within 10% of the 100-pair run, i.e. memory flat in the number of pairs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from scout_exp.checkpoint import OBJECTIVE_KEY
+from scout_exp.config import CONFIG_DIR
+from scout_exp.data.datamodules import FacePartsDataModule
+from scout_exp.data.transforms import InputSpec, Preprocess
+from scout_exp.explain.pairs import PairDataset, faceparts_pairs
+from scout_exp.explain.scout import ScoutExplainer
+from scout_exp.training.module import ClassifierModule
+
+SIZES = (100, 2000)
+DATA = {"num_identities": 20, "images_per_identity": 200, "image_size": 64, "val_fraction": 0.5}
+INPUT = {"size": 32}
+BATCH = 32
+#: child-process wrapper: run explain.py, then print the process's peak RSS (kB) on the last line
+_CHILD = (
+    "import resource, runpy, sys; sys.argv = sys.argv[1:]\n"
+    "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
+
+
+def _checkpoint(path: Path) -> ClassifierModule:
+    """A random-weight ResNet-18 saved as train.py saves one (objective recorded)."""
+    pl.seed_everything(0, verbose=False)
+    module = ClassifierModule("resnet18", DATA["num_identities"], target_layer="layer4", input_spec=INPUT)
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": pl.__version__,
+        OBJECTIVE_KEY: {"name": "ce", "target": "scout_exp.training.module.ClassifierModule"},
+    }
+    torch.save(ckpt, path)
+    return module.eval()
+
+
+def _run_explain(ckpt: Path, pairs: int, log_dir: Path) -> dict[str, Any]:
+    overrides = [f"data.{k}={v}" for k, v in DATA.items()] + [
+        f"ckpt_path={ckpt}",
+        f"paths.log_dir={log_dir}",
+        f"max_pairs={pairs}",
+        f"batch_size={BATCH}",
+        "max_figures=0",
+        "logger=none",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+    ]
+    env = dict(os.environ, PROJECT_ROOT=str(CONFIG_DIR.parent), WANDB_MODE="offline", HYDRA_FULL_ERROR="1")
+    script = str(CONFIG_DIR.parent / "explain.py")
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, script, *overrides], capture_output=True, text=True, env=env, check=False
+    )
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"explain.py failed: {result.stderr[-2000:]}")
+    peak = next(int(line.split()[1]) for line in result.stdout.splitlines()[::-1] if line.startswith("PEAK_RSS_KB"))
+    run = max((log_dir / "explain" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pairs"] == pairs, summary
+    return {"task_s": summary["wall_time_s"], "process_s": round(wall, 2), "peak_rss_mb": round(peak / 1024, 1)}
+
+
+def _engine_alone(model: ClassifierModule, pairs: int) -> float:
+    """Seconds of ScoutExplainer.explain over the same pairs and batches as explain.py makes."""
+    datamodule = FacePartsDataModule(**DATA, input_spec=None)
+    datamodule.setup()
+    chosen = faceparts_pairs(datamodule.faceparts, datamodule.splits["val"].tolist(), pairs)
+    dataset = PairDataset(chosen, Preprocess(InputSpec.from_config(INPUT)), datamodule.faceparts)
+    explainer = ScoutExplainer(model.model, "gradxact", "layer4", head="softmax")
+    batches = list(DataLoader(dataset, batch_size=BATCH, shuffle=False))
+    start = time.perf_counter()
+    for batch in batches:
+        x = torch.cat([batch["x1"], batch["x2"]])
+        c1, c2 = batch["class_1"], batch["class_2"]
+        explainer.explain(x, torch.cat([c1, c2]), torch.cat([c2, c1]))
+    return time.perf_counter() - start
+
+
+def main() -> dict[str, Any]:
+    """Run both sizes; return the figures (see the module docstring)."""
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    results: dict[str, Any] = {"batch_size": BATCH, "data": DATA, "model": "resnet18 @ 32x32, layer4, gradxact"}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "classifier.ckpt"
+        model = _checkpoint(ckpt)
+        for pairs in SIZES:
+            e2e = _run_explain(ckpt, pairs, Path(tmp) / f"logs_{pairs}")
+            engine_s = _engine_alone(model, pairs)
+            results[str(pairs)] = {
+                **e2e,
+                "explain_pairs_per_s": round(pairs / e2e["task_s"], 2),
+                "engine_pairs_per_s": round(pairs / engine_s, 2),
+                "ratio": round(engine_s / e2e["task_s"], 3),
+            }
+    small, large = results[str(SIZES[0])], results[str(SIZES[-1])]
+    results["peak_rss_growth"] = round(large["peak_rss_mb"] / small["peak_rss_mb"] - 1, 3)
+    return results
