@@ -330,3 +330,22 @@ def test_head_registry_matches_the_config_group() -> None:
 
     assert list_heads() == sorted(p.stem for p in (CONFIG_DIR / "head").glob("*.yaml"))
     assert "tuple_test" not in list_heads()  # heads defined outside scout_exp.heads are not registered
+
+
+def test_attribution_options_reach_the_method_from_the_config() -> None:
+    """attribution.kwargs (configs/attribution/*.yaml) reach the method's constructor; unknown ones are one line."""
+    from scout_exp.cli import check_overrides
+
+    cfg = check_overrides("explain", ["attribution=gradxact", "attribution.kwargs.clamp_negative=false"])
+    options = dict(cfg.attribution.kwargs)
+    torch.manual_seed(4)
+    model = TinyNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    signed = ScoutExplainer(model, "gradxact", "conv2", attribution_options=options)
+    assert signed.attribution.clamp_negative is False
+    rows = torch.arange(2)
+    top = model(x).argmax(1)
+    expected = direct_map(model, x, lambda o: o[rows, top])
+    torch.testing.assert_close(signed.explain(x).class_map, expected, atol=1e-6, rtol=1e-4)  # negatives kept
+    with pytest.raises(UserError, match="attribution gradcam has no option eps; its options"):
+        ScoutExplainer(model, "gradcam", "conv2", attribution_options={"eps": 1e-3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from torch import nn
@@ -26,4 +27,12 @@ def create_attribution(
             f"unknown attribution {name!r}; choose one of: {', '.join(list_attributions())}, "
             "or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>"
         )
-    return ATTRIBUTIONS[name](model, target_layer, **kwargs)
+    cls = ATTRIBUTIONS[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "target_layer"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise UserError(
+            f"attribution {name} has no option {', '.join(unknown)}; "
+            f"its options (attribution.kwargs.<option>): {', '.join(sorted(accepted)) or 'none'}"
+        )
+    return cls(model, target_layer, **kwargs)
