@@ -79,14 +79,7 @@ class ScoutExplainer:
 
         def class_targets(out: Tensor) -> Tensor:
             logits = self.logits_fn(out)
-            ys = _class_ids(y_star, logits, "y_star")
-            if ys is None:
-                ys = logits.detach().argmax(dim=1)
-            yc = _class_ids(y_counter, logits, "y_counter")
-            if yc is None:
-                yc = _best_other(logits.detach(), ys)
-            if bool((ys == yc).any()):
-                raise UserError("the counter class must differ from the explained class for every image")
+            ys, yc = default_classes(logits.detach(), y_star, y_counter)
             chosen.update(y_star=ys, y_counter=yc, logits=logits.detach())
             rows = torch.arange(logits.shape[0], device=logits.device)
             return torch.stack([logits[rows, ys], logits[rows, yc]], dim=1)
@@ -145,10 +138,7 @@ class ScoutExplainer:
             with torch.no_grad(), frozen_eval(self.model):
                 logits = self.logits_fn(self.model(x))
                 logits_c = self.logits_fn(self.model(x_counter))
-            ys = _class_ids(y_star, logits, "y_star")
-            ys = logits.argmax(dim=1) if ys is None else ys
-            yc = _class_ids(y_counter, logits_c, "y_counter")
-            yc = _best_other(logits_c, ys) if yc is None else yc
+            ys, yc = default_classes(logits, y_star, y_counter, counter_logits=logits_c)
         else:
             ys, yc = y_star, y_counter
         return self.explain(x, ys, yc), self.explain(x_counter, yc, ys)
@@ -164,12 +154,7 @@ class ScoutExplainer:
         """
         with torch.no_grad(), frozen_eval(self.model):
             logits = self.logits_fn(self.model(x))
-        ys = _class_ids(y_star, logits, "y_star")
-        ys = logits.argmax(dim=1) if ys is None else ys
-        yc = _class_ids(y_counter, logits, "y_counter")
-        yc = _best_other(logits, ys) if yc is None else yc
-        if bool((ys == yc).any()):
-            raise UserError("the counter class must differ from the explained class for every image")
+        ys, yc = default_classes(logits, y_star, y_counter)
         chosen.update(y_star=ys, y_counter=yc, logits=logits)
         ids = torch.stack([ys, yc], dim=1)
 
@@ -182,6 +167,28 @@ class ScoutExplainer:
     def _score(self, out: Tensor) -> Tensor:
         """The confidence score s(x) (B,) of the head, from the model output."""
         return self.head.score(out)
+
+
+def default_classes(
+    logits: Tensor,
+    y_star: Tensor | int | None,
+    y_counter: Tensor | int | None,
+    counter_logits: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The one rule for the explained and counter classes, (B,) long tensors each.
+
+    ``y*`` defaults to the argmax of ``logits`` (B, C); ``y^c`` to the best class other than ``y*``
+    on ``counter_logits`` (the counter image's, Eq. 5) or, without them, on ``logits`` (the
+    runner-up). Raises UserError for ids out of range or ``y* == y^c``. Given ids are kept.
+    """
+    ys = _class_ids(y_star, logits, "y_star")
+    ys = logits.argmax(dim=1) if ys is None else ys
+    source = logits if counter_logits is None else counter_logits
+    yc = _class_ids(y_counter, source, "y_counter")
+    yc = _best_other(source, ys) if yc is None else yc
+    if counter_logits is None and bool((ys == yc).any()):
+        raise UserError("the counter class must differ from the explained class for every image")
+    return ys, yc
 
 
 def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | None:
