@@ -132,3 +132,16 @@ def test_explain_skips_failed_training_runs(trained: Path, tmp_path: Path) -> No
     (crashed / "config_resolved.yaml").write_text(OmegaConf.to_yaml(OmegaConf.load(good / "config_resolved.yaml")))
     (crashed / "summary.json").write_text('{"status": "failed", "error": "interrupted"}')
     assert newest_checkpoint(tmp_path / "train", cfg) is None
+
+
+@pytest.mark.slow
+def test_without_a_checkpoint_explain_trains_one_in_process(tmp_path: Path) -> None:
+    """No FaceParts run under the log dir: explain.py runs the train task in its own process, then explains."""
+    tiny = ("model.input.size=32", "trainer.max_epochs=1", "data.batch_size=8", "head=margin")
+    result = run_entry("explain.py", *DATA, *tiny, "max_pairs=2", "logger=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads(next((tmp_path / "train" / "runs").glob("*/summary.json")).read_text())
+    assert trained["status"] == "ok" and trained["objective"] == "ce" and trained["head"] == "margin"
+    summary = json.loads((run_dir(tmp_path, "explain") / "summary.json").read_text())
+    assert summary["pairs"] == 2 and summary["confidence"] == "margin"
+    assert summary["checkpoint"].endswith("last.ckpt")

@@ -36,6 +36,8 @@ from scout_exp.zoo import weights_path
 log = logging.getLogger(__name__)
 #: FaceParts settings a checkpoint must share with the run that explains it
 FACEPARTS_KEYS = ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
+#: groups of the explain command line that also shape a checkpoint trained on demand
+TRAIN_GROUPS = ("model", "data", "objective", "head", "trainer", "optimizer")
 
 
 @dataclass
@@ -176,17 +178,21 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
         cfg.paths.log_dir,
     )
     run_dir = Path(cfg.paths.log_dir) / "train" / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    choices = hydra_cfg.runtime.choices if hydra_cfg else {}
+    # the command line's model / data / objective / trainer / optimizer overrides apply to the training too
+    forwarded = [o for o in (hydra_cfg.overrides.task if hydra_cfg else []) if _override_key(o) in TRAIN_GROUPS]
+    keys = {o.lstrip("+~").split("=", 1)[0] for o in forwarded}
     overrides = [
         f"model={cfg.model.name}",
         f"objective={cfg.objective.name}",
         f"head={cfg.head.name}",
         f"logger={choices.get('logger') or 'none'}",
-        f"trainer={choices.get('trainer') or 'default'}",
         f"paths.log_dir={cfg.paths.log_dir}",
         f"paths.output_dir={run_dir}",
         *(f"data.{k}={cfg.data[k]}" for k in FACEPARTS_KEYS),
     ]
+    overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + forwarded
     summary = train(compose_config("train", overrides))
     torch.manual_seed(cfg.seed)  # training drew from the global generator; explain as if it had not
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
@@ -196,6 +202,11 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
             "run it yourself and pass ckpt_path=..."
         )
     return found
+
+
+def _override_key(override: str) -> str:
+    """The config group or top-level key an override sets (``+data.seed=1`` -> ``data``)."""
+    return override.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
 
 
 def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
