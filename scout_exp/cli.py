@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 _failed_jobs: list[str] = []
 
 
-def main(config_name: str, task: Task) -> None:
-    """Compose ``configs/<config_name>.yaml`` with the command line and run ``task`` on it."""
+def main(config_name: str, task: Task | str) -> None:
+    """Compose ``configs/<config_name>.yaml`` with the command line and run ``task`` on it.
+
+    ``task`` may be a dotted path (``"scout_exp.tasks.train.train"``): it is imported only after the
+    command line has been checked, so a bad option fails in a second, before torch and Lightning load.
+    """
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
     args = sys.argv[1:]
     if not any(a.startswith("-") for a in args):  # -m, --help, --cfg: Hydra handles those itself
@@ -45,9 +49,11 @@ def main(config_name: str, task: Task) -> None:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
 
+    run = hydra.utils.get_method(task) if isinstance(task, str) else task
+
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> float | None:
-        return run_task(task, cfg)
+        return run_task(run, cfg)
 
     _hydra_main()
     if _failed_jobs:

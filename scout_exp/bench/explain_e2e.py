@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from scout_exp.checkpoint import OBJECTIVE_KEY
@@ -35,7 +36,8 @@ from scout_exp.training.module import ClassifierModule
 
 SIZES = (100, 2000)
 DATA = {"num_identities": 20, "images_per_identity": 200, "image_size": 64, "val_fraction": 0.5}
-INPUT = {"size": 32}
+#: resnet18's input spec (configs/model/resnet18.yaml) at 32 pixels
+INPUT = {**OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "resnet18.yaml").input), "size": 32}
 BATCH = 32
 #: child-process wrapper: run explain.py, then print the process's peak RSS (kB) on the last line
 _CHILD = (
@@ -66,6 +68,7 @@ def _run_explain(ckpt: Path, pairs: int, log_dir: Path) -> dict[str, Any]:
         f"max_pairs={pairs}",
         f"batch_size={BATCH}",
         "max_figures=0",
+        "model.input.size=32",
         "logger=none",
         "trainer.accelerator=cpu",
         "trainer.devices=1",
