@@ -308,7 +308,7 @@ def test_registry() -> None:
         maps = create_attribution("test_ones", make("tiny"))(torch.randn(1, 3, 16, 16), three_targets)
         assert torch.equal(maps, torch.ones(1, 3, 8, 8))
     finally:
-        base_mod._ATTRIBUTIONS.pop("test_ones")
+        base_mod.ATTRIBUTIONS.pop("test_ones")
 
 
 def test_pgc_adapter_matches_engine() -> None:
