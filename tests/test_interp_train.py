@@ -57,7 +57,7 @@ def test_annotated_faceparts_items_match_the_resized_image() -> None:
 
 
 def _module(variant: str = "sad_fad", **kw) -> InterpFRModule:
-    return InterpFRModule("casianet_interp", 3, {"peaks": 6, "dropout": 0.0}, variant=variant, **kw)
+    return InterpFRModule("casianet_interp", 3, model_kwargs={"peaks": 6, "dropout": 0.0}, variant=variant, **kw)
 
 
 def test_variants_select_the_loss_terms() -> None:
