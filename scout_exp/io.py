@@ -1,4 +1,4 @@
-"""Atomic output writers: write to a temporary file in the same folder, then rename."""
+"""Atomic output writers (a temporary file in the same folder, then rename), and safe-reading messages."""
 
 from __future__ import annotations
 
@@ -91,3 +91,21 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def unreadable_checkpoint(path: str | os.PathLike[str], err: BaseException) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused: corrupt, not a checkpoint, or unsafe.
+
+    torch's own message advises retrying with ``weights_only=False``, which would run whatever code
+    the file holds; that advice is never passed on.
+    """
+    text = str(err)
+    if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+        return (
+            f"{path} is not a checkpoint of this project or may be unsafe: it holds Python objects that "
+            "are not loaded for safety; pass a .ckpt written by train.py (or re-save the weights as a state dict)"
+        )
+    return (
+        f"cannot read checkpoint {path} ({type(err).__name__}): the file is corrupt, truncated or not a "
+        "checkpoint of this project; pass a .ckpt written by train.py"
+    )

@@ -37,15 +37,17 @@ def _summaries(out: Path) -> dict[str, dict]:
 def test_every_attribution_config_and_method_through_the_cli(tmp_path: Path) -> None:
     ckpt = tiny_checkpoint(tmp_path / "tiny.ckpt")
     a, b = face_images(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "m").mkdir()
     common = (f"ckpt_path={ckpt}", f"images=[{a},{b}]", "logger=none", "max_figures=0", "attribution.layer=layer3")
-    result = run_entry("explain.py", "-m", f"attribution={','.join(CONFIGS)}", *common, cwd=tmp_path / "configs")
+    result = run_entry("explain.py", f"attribution={','.join(CONFIGS)}", *common, "-m", cwd=tmp_path / "configs")
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = _summaries(tmp_path / "configs")
     assert len(summaries) == len(CONFIGS), summaries
     assert all(s["status"] == "ok" and s["pairs"] == 1 for s in summaries.values()), summaries
     methods = ",".join(METHODS)
     result = run_entry(
-        "explain.py", "-m", "attribution=pytorch_grad_cam", f"attribution.method={methods}", *common, cwd=tmp_path / "m"
+        "explain.py", "attribution=pytorch_grad_cam", f"attribution.method={methods}", *common, "-m", cwd=tmp_path / "m"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = _summaries(tmp_path / "m")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from scout_exp.attribution.base import BaseAttribution, TargetFn
+from scout_exp.attribution.base import BaseAttribution, TargetFn, check_feature_map
 from scout_exp.errors import UserError
 
 
@@ -133,8 +133,7 @@ class PgcAttribution(BaseAttribution):
             cam = self.cam_class(flat, [layer], **self.cam_kwargs)
             model.eval()
             x_in = _grad_input(x.float() if model is not self.model else x)
-            with torch.no_grad():
-                n_targets = _n_targets(targets(model(x_in)))
+            n_targets = _n_targets(targets(_checked_forward(model, layer, self.layer_name, x_in)))
             maps = []
             for t in range(n_targets):
                 pgc_targets = [_SampleTarget(targets, flat, x.shape[0], i, t) for i in range(x.shape[0])]
@@ -186,8 +185,7 @@ class CaptumAttribution(BaseAttribution):
         self.model.eval()
         x_in = _grad_input(x)
         try:
-            with torch.no_grad():
-                n_targets = _n_targets(targets(self.model(x_in)))
+            n_targets = _n_targets(targets(_checked_forward(self.model, self.layer, self.layer_name, x_in)))
             method = self.method_class(lambda inp: _as_2d(targets(self.model(inp))), self.layer)
             maps = []
             for t in range(n_targets):
@@ -200,6 +198,16 @@ class CaptumAttribution(BaseAttribution):
             for m, mode in modes:
                 m.training = mode
         return torch.stack(maps, dim=1)
+
+
+def _checked_forward(model: nn.Module, layer: nn.Module, name: str, x: Tensor) -> Any:
+    """A no-grad forward that refuses a target layer without a spatial (B, C, H, W) output."""
+    handle = layer.register_forward_hook(lambda _m, _i, out: check_feature_map(name, out))
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        handle.remove()
 
 
 def _as_2d(q: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from scout_exp.cli import warn_other_network
 from scout_exp.config import to_container
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
@@ -43,6 +44,7 @@ class Recogniser:
     layer_prefix: str = ""  # where the configured network sits inside ``model`` ("embedder." in a gallery)
     embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
     same_person_distance: float | None = None  # descriptor distance below which a pair is one person
+    network: str | None = None  # registered model name a checkpoint was trained with
 
     def layer(self, name: str | None) -> str | None:
         """The attribution layer: ``name`` (a layer of the configured network) or the model's default."""
@@ -97,7 +99,9 @@ def load_network(cfg: DictConfig) -> Recogniser:
     """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else a FaceParts run (trained if none)."""
     model_cfg = to_container(cfg.model)
     if cfg.ckpt_path:
-        return from_checkpoint(Path(cfg.ckpt_path), cfg.head.name, cfg.attribution.get("layer"))
+        recogniser = from_checkpoint(Path(cfg.ckpt_path), cfg.head.name, cfg.attribution.get("layer"))
+        warn_other_network(cfg.model.name, recogniser.network, cfg.ckpt_path)  # reliability (issue 12)
+        return recogniser
     kwargs = dict(model_cfg.get("kwargs") or {})
     if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
         return from_weights(model_cfg)
@@ -173,7 +177,9 @@ def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recognis
             module = load_classifier(path)
         kwargs, model = {}, module.model
     spec = InputSpec.from_config(module.hparams["input_spec"] or {})
-    return Recogniser(model.eval(), spec, module.hparams.get("target_layer"), str(path), kwargs)
+    return Recogniser(
+        model.eval(), spec, module.hparams.get("target_layer"), str(path), kwargs, network=module.hparams.get("model_name")
+    )
 
 
 def find_or_train_faceparts(cfg: DictConfig) -> Path:
