@@ -88,7 +88,9 @@ def warn_other_network(configured: str, network: str | None, checkpoint: Any) ->
     except ValueError:  # no Hydra run (the Python API): nothing was chosen on a command line
         chosen = False
     if chosen:
-        message = f"checkpoint {checkpoint} holds a {network}, not a {configured}; explaining the {network} (drop model=)"
+        message = (
+            f"checkpoint {checkpoint} holds a {network}, not a {configured}; explaining the {network} (drop model=)"
+        )
         log.warning(message)
         print(f"warning: {message}", file=sys.stderr)
 
@@ -234,7 +236,9 @@ def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
         if "_target_" in node:
             nodes.append((str(key), node))
         nodes += [
-            (f"{key}.{k}", v) for k, v in node.items() if isinstance(v, DictConfig) and "_target_" in v and "_partial_" not in v
+            (f"{key}.{k}", v)
+            for k, v in node.items()
+            if isinstance(v, DictConfig) and "_target_" in v and "_partial_" not in v
         ]
     return nodes
 
@@ -289,8 +293,7 @@ def _user_message(err: Exception) -> str:
     if isinstance(err, OSError):
         where = f" {err.filename}" if err.filename else ""
         return (
-            f"cannot write{where}: {err.strerror or err}; free some space or write elsewhere "
-            "(paths.log_dir=<folder>)"
+            f"cannot write{where}: {err.strerror or err}; free some space or write elsewhere (paths.log_dir=<folder>)"
         )
     if isinstance(err, MissingMandatoryValue):
         return f"{err.full_key} is not set; pass {err.full_key}=... on the command line"

@@ -61,7 +61,9 @@ class _RecordingDetector:
         self.shapes.append(image.shape)
         h, w = image.shape[:2]
         box = np.array([[0.3 * w, 0.3 * h, 0.7 * w, 0.7 * h]])
-        points = np.array([[[0.4 * w, 0.4 * h], [0.6 * w, 0.4 * h], [0.5 * w, 0.5 * h], [0.42 * w, 0.6 * h], [0.58 * w, 0.6 * h]]])
+        points = np.array(
+            [[[0.4 * w, 0.4 * h], [0.6 * w, 0.4 * h], [0.5 * w, 0.5 * h], [0.42 * w, 0.6 * h], [0.58 * w, 0.6 * h]]]
+        )
         return box, np.array([0.99]), points
 
 

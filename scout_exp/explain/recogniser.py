@@ -178,7 +178,12 @@ def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recognis
         kwargs, model = {}, module.model
     spec = InputSpec.from_config(module.hparams["input_spec"] or {})
     return Recogniser(
-        model.eval(), spec, module.hparams.get("target_layer"), str(path), kwargs, network=module.hparams.get("model_name")
+        model.eval(),
+        spec,
+        module.hparams.get("target_layer"),
+        str(path),
+        kwargs,
+        network=module.hparams.get("model_name"),
     )
 
 

@@ -264,7 +264,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
         raise UnreadableJobError(f"{path} is not readable JSON ({_first(err)}); delete it or rerun that job") from None
     if not isinstance(data, dict):
-        raise UnreadableJobError(f"{path} holds a {type(data).__name__}, not a JSON object; delete it or rerun that job")
+        raise UnreadableJobError(
+            f"{path} holds a {type(data).__name__}, not a JSON object; delete it or rerun that job"
+        )
     return data
 
 

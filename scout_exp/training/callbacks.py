@@ -149,7 +149,13 @@ class ExactResume(pl.Callback):
         torch.set_rng_state(state["torch"])
         np_state = state["numpy"]
         np.random.set_state(
-            ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"], np_state["gauss"])
+            (
+                "MT19937",
+                np_state["keys"].numpy().astype(np.uint32),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["gauss"],
+            )
         )
         random.setstate(_to_tuples(state["python"]))
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
