@@ -51,10 +51,12 @@ def main(config_name: str, task: Task) -> None:
     try:
         if not flags:  # --help, --cfg and the like: Hydra handles those itself
             cfg = check_overrides(config_name, overrides, hydra_node=True)
+            check_scalar_types(config_name, cfg, overrides)
             check_output_dir(OmegaConf.select(cfg, "hydra.run.dir"))
         elif set(flags) <= {"-m", "--multirun"}:
             for combination in sweep_checks(overrides):
                 cfg = check_overrides(config_name, combination, hydra_node=True)
+                check_scalar_types(config_name, cfg, combination)
             check_output_dir(OmegaConf.select(cfg, "hydra.sweep.dir"))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -123,6 +125,31 @@ def sweep_checks(overrides: list[str]) -> list[list[str]]:
         position = sum(1 for v in values[:i] if v)
         checks += [base[:position] + [c] + base[position + 1 :] for c in choices[1:]]
     return checks
+
+
+def check_scalar_types(config_name: str, cfg: DictConfig, overrides: list[str]) -> None:
+    """Refuse an override of a number or flag of the primary config with a value of another kind.
+
+    ``batch_size=abc``, ``max_pairs=1.5``, ``segment.area_fraction=ten``: the primary config's own
+    keys (not the groups', which :func:`check_target_types` checks against their targets) keep
+    the kind of their default (an integer, a number, true/false); null is allowed where it is.
+    """
+    defaults = OmegaConf.load(CONFIG_DIR / f"{config_name}.yaml")
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if key.startswith(("+", "~")) or "=" not in override:
+            continue
+        default = OmegaConf.select(defaults, key, throw_on_resolution_failure=False)
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            expected = bool if isinstance(default, bool) else None
+        else:
+            expected = int if isinstance(default, int) else float
+        if expected is None:
+            continue
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+        if value is None or _fits(value, expected):
+            continue
+        raise UserError(f"{key}={value!r} is not {_SIMPLE[expected]}; fix the value on the command line")
 
 
 def check_output_dir(path: Any) -> None:
