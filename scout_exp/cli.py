@@ -248,9 +248,13 @@ def check_target_types(cfg: DictConfig) -> None:
             hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
         except Exception:  # unknown target or unresolvable hints: the target reports itself
             continue
-        for name, value in OmegaConf.to_container(node, resolve=True).items():  # type: ignore[union-attr]
+        try:
+            values = OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
+        except Exception:  # a broken interpolation is reported where the value is used
+            continue
+        for name, value in values.items():  # type: ignore[union-attr]
             hint = hints.get(str(name))
-            if hint is not None and not _fits(value, hint):
+            if hint is not None and value != "???" and not _fits(value, hint):
                 raise UserError(f"{key}.{name}={value!r} is not {_describe(hint)}; fix the value on the command line")
 
 

@@ -67,6 +67,8 @@ def collect(
         raise UserError(f"no jobs under {root}: no summary.json or .hydra/overrides.yaml below it")
     read = [read_job(job, root) for job in jobs]
     rows = [row for row, _ in read]
+    if all(row["status"] == "unreadable" for row in rows):
+        raise UserError(f"no readable job under {root}: {rows[0]['error']}")
     overrides = list(dict.fromkeys(k for _, keys in read for k in keys))
     varying = [k for k in overrides if len({_text(row.get(k)) for row in rows}) > 1]
     metric = choose_metric(rows, metric, jobs)
