@@ -97,15 +97,17 @@ def unreadable_checkpoint(path: str | os.PathLike[str], err: BaseException) -> s
     """One line for a file ``torch.load(weights_only=True)`` refused: corrupt, not a checkpoint, or unsafe.
 
     torch's own message advises retrying with ``weights_only=False``, which would run whatever code
-    the file holds; that advice is never passed on.
+    the file holds; that advice is never passed on. A pickle that names a global torch does not
+    allow is told apart; other failures (bad bytes, unknown opcodes) cannot be.
     """
     text = str(err)
-    if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
-        return (
-            f"{path} is not a checkpoint of this project or may be unsafe: it holds Python objects that "
-            "are not loaded for safety; pass a .ckpt written by train.py (or re-save the weights as a state dict)"
-        )
+    unsafe = "Unsupported global" in text or "allowed global" in text
+    what = (
+        "it holds Python objects, which are never loaded"
+        if unsafe
+        else "it is corrupt or truncated, or holds Python objects"
+    )
     return (
-        f"cannot read checkpoint {path} ({type(err).__name__}): the file is corrupt, truncated or not a "
-        "checkpoint of this project; pass a .ckpt written by train.py"
+        f"cannot read checkpoint {path}: not a checkpoint of this project or may be unsafe ({what}); "
+        "pass a .ckpt written by train.py"
     )
