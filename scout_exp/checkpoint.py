@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from scout_exp.errors import UserError
+from scout_exp.io import unreadable_checkpoint
 
 #: checkpoint key holding ``{"name": <objective config name>, "target": <LightningModule class path>}``
 OBJECTIVE_KEY = "scout_exp_objective"
@@ -25,9 +26,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist; pass the .ckpt written by train.py")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for corrupt or unsafe files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first}") from err
+    except Exception as err:  # torch raises many kinds for corrupt or unsafe files; its advice is never repeated
+        raise UserError(unreadable_checkpoint(path, err)) from None
 
 
 def state_dict_of(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from scout_exp.io import atomic_path
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with ``overrides``, inside a running Hydra app or not.
 
     Hydra's own exceptions propagate (the entry points turn them into one-line errors).
     """
     if GlobalHydra.instance().is_initialized():
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def instantiate(cfg: Any, **kwargs: Any) -> Any:

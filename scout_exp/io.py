@@ -1,4 +1,4 @@
-"""Atomic output writers: write to a temporary file in the same folder, then rename."""
+"""Atomic output writers (a temporary file in the same folder, then rename), and safe-reading messages."""
 
 from __future__ import annotations
 
@@ -91,3 +91,23 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def unreadable_checkpoint(path: str | os.PathLike[str], err: BaseException) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` refused: corrupt, not a checkpoint, or unsafe.
+
+    torch's own message advises retrying with ``weights_only=False``, which would run whatever code
+    the file holds; that advice is never passed on. A pickle that names a global torch does not
+    allow is told apart; other failures (bad bytes, unknown opcodes) cannot be.
+    """
+    text = str(err)
+    unsafe = "Unsupported global" in text or "allowed global" in text
+    what = (
+        "it holds Python objects, which are never loaded"
+        if unsafe
+        else "it is corrupt or truncated, or holds Python objects"
+    )
+    return (
+        f"cannot read checkpoint {path}: not a checkpoint of this project or may be unsafe ({what}); "
+        "pass a .ckpt written by train.py"
+    )

@@ -3,18 +3,28 @@
 They expose the engine's ``__call__(x, targets) -> (B, T, ., .)`` interface but run the third-party
 code as is: one full forward and backward per target (slow, for comparison and for methods the
 engine does not implement, such as ScoreCAM or EigenCAM).
+
+Whatever the caller's autograd state (``torch.no_grad``, ``torch.inference_mode``, Lightning's
+predict loop), gradients are turned back on for the third-party call. pytorch-grad-cam pairs its
+per-sample targets with the rows of the model output, so a model returning a tuple (e.g.
+``(logits, embedding)``) is wrapped to return one flat tensor per row, which each target
+unflattens before reading its score; and since it computes in numpy (which has no bfloat16), a
+half or bfloat16 model is explained on a float32 copy.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from scout_exp.attribution.base import BaseAttribution, TargetFn
+from scout_exp.attribution.base import BaseAttribution, TargetFn, check_feature_map
 from scout_exp.errors import UserError
 
 
@@ -30,6 +40,53 @@ def pgc_class_names() -> list[str]:
     )
 
 
+@contextmanager
+def grad_enabled() -> Iterator[None]:
+    """Autograd on, even inside ``torch.no_grad()`` or ``torch.inference_mode()`` (restored on exit)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def _grad_input(x: Tensor) -> Tensor:
+    """A normal (not inference-mode) copy of ``x`` that requires grad, so a graph reaches the layer
+    even when every parameter before it is frozen."""
+    with torch.inference_mode(False):
+        return x.detach().clone().requires_grad_(True)
+
+
+class _FlatOutput(nn.Module):
+    """``model`` with its tuple/list output flattened into one (N, D) tensor, rows kept.
+
+    pytorch-grad-cam zips its per-sample targets with the model output, which for a tuple pairs
+    them with the tuple's elements; one tensor row per sample restores the pairing.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.shapes: list[torch.Size] | None = None  # per-element row shapes; None: a plain tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        if isinstance(out, Tensor):
+            self.shapes = None
+            return out
+        if not isinstance(out, (tuple, list)) or not all(isinstance(o, Tensor) for o in out):
+            raise UserError(
+                f"pytorch-grad-cam needs a model returning a tensor or a tuple of tensors, got {type(out).__name__}"
+            )
+        self.shapes = [o.shape[1:] for o in out]
+        return torch.cat([o.reshape(o.shape[0], -1).to(out[0].dtype) for o in out], dim=1)
+
+    def unflatten(self, rows: Tensor) -> Any:
+        """(N, D) rows back to the model's output structure (a tensor or a tuple)."""
+        if self.shapes is None:
+            return rows
+        sizes = [int(torch.Size(s).numel()) for s in self.shapes]
+        parts = torch.split(rows, sizes, dim=1)
+        return tuple(p.reshape(rows.shape[0], *s) for p, s in zip(parts, self.shapes))
+
+
 class _SampleTarget:
     """A pytorch-grad-cam target: ``targets`` evaluated on one output row as if it were sample ``i``.
 
@@ -39,11 +96,12 @@ class _SampleTarget:
     with sample ``i``'s class ids.
     """
 
-    def __init__(self, targets: TargetFn, batch: int, i: int, t: int) -> None:
-        self.targets, self.batch, self.i, self.t = targets, batch, i, t
+    def __init__(self, targets: TargetFn, flat: _FlatOutput, batch: int, i: int, t: int) -> None:
+        self.targets, self.flat, self.batch, self.i, self.t = targets, flat, batch, i, t
 
     def __call__(self, sample_output: Tensor) -> Tensor:
-        return _as_2d(self.targets(sample_output[None].expand(self.batch, *sample_output.shape)))[self.i, self.t]
+        rows = sample_output[None].expand(self.batch, *sample_output.shape)
+        return _as_2d(self.targets(self.flat.unflatten(rows)))[self.i, self.t]
 
 
 class PgcAttribution(BaseAttribution):
@@ -66,18 +124,21 @@ class PgcAttribution(BaseAttribution):
         """(B, T, H, W) pytorch-grad-cam maps, one CAM call per target; parameter grads left as found.
 
         ``targets`` must be row-wise (see :class:`_SampleTarget`)."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        saved = [(p, p.grad) for p in self.model.parameters()]
+        model, layer = self._float_model()
+        modes = [(m, m.training) for m in model.modules()]
+        saved = [(p, p.grad) for p in model.parameters()]
+        flat = _FlatOutput(model)
         cam = None
         try:
-            cam = self.cam_class(self.model, [self.layer], **self.cam_kwargs)
-            self.model.eval()
-            with torch.no_grad():
-                n_targets = _n_targets(targets(self.model(x)))
+            cam = self.cam_class(flat, [layer], **self.cam_kwargs)
+            model.eval()
+            x_in = _grad_input(x.float() if model is not self.model else x)
+            n_targets = _n_targets(targets(_checked_forward(model, layer, self.layer_name, x_in)))
             maps = []
             for t in range(n_targets):
-                pgc_targets = [_SampleTarget(targets, x.shape[0], i, t) for i in range(x.shape[0])]
-                maps.append(torch.from_numpy(cam(input_tensor=x, targets=pgc_targets)))
+                pgc_targets = [_SampleTarget(targets, flat, x.shape[0], i, t) for i in range(x.shape[0])]
+                with grad_enabled():
+                    maps.append(torch.from_numpy(cam(input_tensor=x_in, targets=pgc_targets)))
         finally:
             if cam is not None:
                 cam.activations_and_grads.release()
@@ -86,6 +147,13 @@ class PgcAttribution(BaseAttribution):
             for m, mode in modes:
                 m.training = mode
         return torch.stack(maps, dim=1).to(x.device)
+
+    def _float_model(self) -> tuple[nn.Module, nn.Module]:
+        """The model and target layer, or a float32 copy of both when the model computes in half/bfloat16."""
+        if all(p.dtype == torch.float32 for p in self.model.parameters()):
+            return self.model, self.layer
+        copied = copy.deepcopy(self.model).float()
+        return copied, dict(copied.named_modules())[self.layer_name]
 
 
 class CaptumAttribution(BaseAttribution):
@@ -115,13 +183,14 @@ class CaptumAttribution(BaseAttribution):
         """(B, T, h, w) signed Captum attributions at the layer, one ``attribute`` call per target."""
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
+        x_in = _grad_input(x)
         try:
-            with torch.no_grad():
-                n_targets = _n_targets(targets(self.model(x)))
+            n_targets = _n_targets(targets(_checked_forward(self.model, self.layer, self.layer_name, x_in)))
             method = self.method_class(lambda inp: _as_2d(targets(self.model(inp))), self.layer)
             maps = []
             for t in range(n_targets):
-                attr = method.attribute(x, target=t, **self.attribute_kwargs)
+                with grad_enabled():
+                    attr = method.attribute(x_in, target=t, **self.attribute_kwargs)
                 if isinstance(attr, (tuple, list)):
                     attr = attr[0]
                 maps.append(attr.detach().sum(dim=1))
@@ -129,6 +198,16 @@ class CaptumAttribution(BaseAttribution):
             for m, mode in modes:
                 m.training = mode
         return torch.stack(maps, dim=1)
+
+
+def _checked_forward(model: nn.Module, layer: nn.Module, name: str, x: Tensor) -> Any:
+    """A no-grad forward that refuses a target layer without a spatial (B, C, H, W) output."""
+    handle = layer.register_forward_hook(lambda _m, _i, out: check_feature_map(name, out))
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        handle.remove()
 
 
 def _as_2d(q: Tensor) -> Tensor:

@@ -60,21 +60,32 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
     )
 
 
+def check_feature_map(name: str, output: Any) -> None:
+    """Refuse a target layer whose output is not one (B, C, H, W) tensor (``fc``, a pooled vector, a tuple)."""
+    if not isinstance(output, Tensor):
+        raise UserError(
+            f"target layer {name!r} returns {type(output).__name__}, not a tensor; choose a layer "
+            "with a single tensor output"
+        )
+    if output.dim() != 4:
+        raise UserError(
+            f"target layer {name!r} outputs shape {tuple(output.shape)}, not a (batch, channels, height, "
+            "width) feature map, so it has no spatial map; choose a convolutional layer (e.g. layer4, "
+            "or attribution.layer=null for the model's default)"
+        )
+
+
 def layer_gradients(model: nn.Module, layer: str | nn.Module | None, x: Tensor, targets: TargetFn) -> LayerGradients:
     """One forward and one batched backward: the gradients of every target w.r.t. ``layer``'s output.
 
     ``targets`` maps the model output to ``(B, T)`` (or ``(B,)``) scalars. Samples are independent
     in eval mode, so d(sum_b q_bt)/d f_b is the per-sample gradient of q_bt.
     """
-    _, module = resolve_layer(model, layer)
+    name, module = resolve_layer(model, layer)
     captured: list[Tensor] = []
 
     def hook(_mod: nn.Module, _inputs: Any, output: Any) -> Tensor:
-        if not isinstance(output, Tensor):
-            raise UserError(
-                f"target layer {type(_mod).__name__} returns {type(output).__name__}, not a "
-                "tensor; choose a layer with a single tensor output"
-            )
+        check_feature_map(name, output)
         leaf = output.detach().requires_grad_(True)
         captured.append(leaf)
         # A clone goes downstream, so in-place ops after the layer cannot touch the leaf.
@@ -185,6 +196,19 @@ def normalise(maps: Tensor) -> Tensor:
     scale = maps.abs().amax(dim=(-2, -1), keepdim=True)
     flat = hi <= 8 * torch.finfo(maps.dtype).eps * scale
     return torch.where(flat, torch.zeros_like(shifted), shifted / torch.where(flat, 1.0, hi))
+
+
+#: a map whose largest magnitude is below this is float noise (e.g. a cosine of an image with itself)
+DEGENERATE_ABS = 1e-9
+
+
+def zero_degenerate(maps: Tensor) -> Tensor:
+    """``maps`` (..., H, W) with every map whose largest magnitude is below :data:`DEGENERATE_ABS` set to 0.
+
+    Such a map carries no evidence; min-max scaling would stretch its rounding noise to full colour.
+    """
+    small = maps.abs().amax(dim=(-2, -1), keepdim=True) < DEGENERATE_ABS
+    return torch.where(small, torch.zeros_like(maps), maps)
 
 
 A = TypeVar("A", bound=type[BaseAttribution])

@@ -76,6 +76,22 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+#: MTCNN's smallest face (``min_face_size``): a smaller image cannot hold one (and its image
+#: pyramid is empty, which makes facenet-pytorch 2.5.3 fail in ``torch.cat``)
+MIN_IMAGE_SIDE = 20
+#: longest side of the copy the detector sees: larger photos are detected on a downscaled copy
+#: (MTCNN's image pyramid of a 100-megapixel photo needs gigabytes) and warped from the original
+DETECT_MAX_SIDE = 1280
+
+
+class NoFaceError(UserError):
+    """The detector found no face in an image."""
+
+
+class ImageTooSmallError(UserError):
+    """An image too small for the face detector."""
+
+
 @dataclass
 class AlignedFace:
     """An aligned crop, its landmarks in crop pixels, and where it came from."""
@@ -136,16 +152,31 @@ def default_detector() -> Any:
 
 
 def detect_faces(image_rgb: np.ndarray, detector: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All faces as float arrays ``boxes (N, 4)``, ``scores (N,)``, ``landmarks (N, 5, 2)`` (N may be 0)."""
+    """All faces as float arrays ``boxes (N, 4)``, ``scores (N,)``, ``landmarks (N, 5, 2)`` (N may be 0).
+
+    Coordinates are pixels of ``image_rgb``; an image whose longest side exceeds
+    :data:`DETECT_MAX_SIDE` is detected on a downscaled copy (``cv2.INTER_AREA``) and the results
+    scaled back. Raises :class:`ImageTooSmallError` for an image under :data:`MIN_IMAGE_SIDE` px.
+    """
+    height, width = image_rgb.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ImageTooSmallError(
+            f"image is {width}x{height} px, too small for the face detector (at least "
+            f"{MIN_IMAGE_SIDE} px a side); use a larger photo"
+        )
+    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    if scale < 1.0:
+        size = (max(round(width * scale), 1), max(round(height * scale), 1))
+        image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
     detector = detector or default_detector()
     boxes, scores, landmarks = detector.detect(image_rgb, landmarks=True)
     if boxes is None or len(boxes) == 0:
         return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2))
     # with NumPy 2, facenet-pytorch 2.5.3 returns object arrays
     return (
-        np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale,
         np.asarray(scores, dtype=np.float64).reshape(-1),
-        np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2),
+        np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2) / scale,
     )
 
 
@@ -178,7 +209,7 @@ def align_face(
     boxes, scores, landmarks = detect_faces(image, detector)
     if len(boxes) == 0:
         where = f"image {source}" if source is not None else "the image"
-        raise UserError(f"no face found in {where}; use a photo with a visible, roughly frontal face")
+        raise NoFaceError(f"no face found in {where}; use a photo with a visible, roughly frontal face")
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     best = int(np.argmax(areas))
     crop, matrix = warp_to_template(image, landmarks[best], template)
@@ -219,6 +250,7 @@ def align_folder(
         "source": str(src),
         "aligned": 0,
         "no_face": [],
+        "too_small": [],
         "unreadable": [],
     }
     for path in tqdm(images, desc=f"aligning ({template})", unit="img", disable=not progress):
@@ -230,7 +262,10 @@ def align_folder(
             continue
         try:
             face = align_face(image, template, detector)
-        except UserError:
+        except ImageTooSmallError as err:
+            report["too_small"].append({"file": rel.as_posix(), "reason": str(err)})
+            continue
+        except NoFaceError:
             report["no_face"].append(rel.as_posix())
             continue
         save_image(face.image, dst / rel.with_suffix(".png"))
@@ -253,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     report = align_folder(args.src, args.dst, args.template)
     print(
         f"aligned {report['aligned']} images into {args.dst}; no face: {len(report['no_face'])}, "
-        f"unreadable: {len(report['unreadable'])} (see {Path(args.dst) / 'align_report.json'})"
+        f"too small: {len(report['too_small'])}, unreadable: {len(report['unreadable'])} (see {Path(args.dst) / 'align_report.json'})"
     )
     return 0
 

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, Subset
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from scout_exp.data.splits import split_indices
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order of ``n`` items that is a function of ``(seed, epoch)`` alone.
+
+    ``torch.utils.data.RandomSampler`` draws each epoch's order from a generator whose state is
+    not in Lightning's checkpoint, so a resumed run saw other orders than an uninterrupted one.
+    Like ``DistributedSampler`` (which Lightning substitutes under DDP), the order is
+    ``randperm(n)`` from a generator seeded with ``seed + epoch``; Lightning calls
+    :meth:`set_epoch` at every epoch start, from the restored epoch count when resuming.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(self.n, generator=generator).tolist()
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -63,10 +89,14 @@ class FaceDataModule(pl.LightningDataModule):
         subset = self.subset(split)
         if len(subset) == 0:
             raise UserError(f"the {split} split is empty; raise data.{split}_fraction or add data")
+        distributed = self.trainer is not None and self.trainer.world_size > 1  # Lightning's DistributedSampler
         return DataLoader(
             subset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and distributed,
+            sampler=EpochShuffle(len(subset), self.seed) if shuffle and not distributed else None,
+            # worker seeds from the loader's own generator: iterating leaves the global RNG alone
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=shuffle and len(subset) > self.batch_size,

@@ -38,7 +38,10 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file to uint8 RGB (H, W, 3); grayscale, RGBA and 16-bit files are converted.
 
-    Bytes are read by numpy and decoded by ``cv2.imdecode`` so that non-ASCII paths work too.
+    Bytes are read by numpy and decoded by ``cv2.imdecode`` so that non-ASCII paths work too. The
+    image comes out as a viewer shows it: an EXIF Orientation tag (phones store photos sideways and
+    set it) is applied, which ``IMREAD_ANYCOLOR | IMREAD_ANYDEPTH`` does and ``IMREAD_UNCHANGED``
+    does not; an alpha channel is dropped, as :func:`to_rgb` would.
     """
     if not os.path.isfile(path):
         raise UserError(f"image {path} does not exist; check the path")
@@ -48,7 +51,7 @@ def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
         raise UserError(
             f"cannot read image {path} ({err.strerror or err}); check that it exists and is readable"
         ) from None
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    decoded = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if decoded is None:
         raise UserError(f"image {path} is corrupt or not an image; remove it or re-export it")
     if decoded.ndim == 3 and decoded.shape[2] == 4:

@@ -36,8 +36,12 @@ def read_landmarks(path: str | os.PathLike[str], count: int | None = None) -> np
     if p.suffix.lower() == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
-        except ValueError as err:
-            raise UserError(f"cannot read landmarks {p}: {err}") from None
+        except ValueError as err:  # numpy's message suggests allow_pickle=True, which is never repeated
+            pickled = "allow_pickle" in str(err)
+            why = "it holds pickled Python objects, which are not loaded for safety" if pickled else "corrupt file"
+            raise UserError(f"cannot read landmarks {p}: {why}; save a plain numeric (N, K, 2) array") from None
+        except (OSError, EOFError) as err:
+            raise UserError(f"cannot read landmarks {p}: corrupt or truncated file ({type(err).__name__})") from None
     elif p.suffix.lower() == ".csv":
         arr = _read_csv(p)
     else:

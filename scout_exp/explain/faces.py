@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scout_exp.data.align import align_face, get_template, list_images
+from scout_exp.data.align import ImageTooSmallError, NoFaceError, align_face, get_template, list_images
 from scout_exp.data.images import IMAGE_EXTENSIONS, read_rgb
 from scout_exp.data.samples import is_sample, sample_image, sample_name
 from scout_exp.errors import UserError
@@ -69,7 +69,9 @@ class FaceLoader:
         if self.align is not None:
             try:
                 matrix = align_face(image, self.align, self.detector).matrix
-            except UserError:
+            except ImageTooSmallError as err:
+                raise UserError(f"{key}: {err}") from None
+            except NoFaceError:  # reliability (issue 12): other errors (too small) keep their own message
                 raise UserError(
                     f"no face found in image {key}; use a photo with a visible, roughly frontal face "
                     "(or align=null for crops that are already aligned)"

@@ -149,12 +149,14 @@ def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -
 
 
 def _opt_int(value: Any) -> int | None:
+    """A class id from the command line or a CSV cell: an int or a string of one (not 1.5, true or "1.0")."""
     if value is None or value == "":
         return None
-    try:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         return int(value)
-    except (TypeError, ValueError):
-        raise UserError(f"class id {value!r} is not an integer") from None
+    raise UserError(f"class id {value!r} is not an integer; class ids are whole numbers such as 0 or 3")
 
 
 def check_classes(pairs: Sequence[Pair], num_classes: int) -> None:

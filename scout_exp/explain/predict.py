@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scout_exp.attribution.base import upsample
+from scout_exp.attribution.base import upsample, zero_degenerate
 from scout_exp.explain.evaluation import part_iou, part_precision_recall, parts_inside, pr_curve
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
@@ -83,7 +83,7 @@ class ExplainModule(pl.LightningModule):
             "confidence_map": explained.confidence_map,
             **explained.variants,
         }
-        maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
+        maps = {k: zero_degenerate(upsample(v[:, None], size)[:, 0].float().cpu()) for k, v in maps.items()}
         discriminant = maps[self.explainer.variant]
         if self.settings.threshold is None:
             segments = segment_by_area(discriminant, self.settings.area_fraction)
@@ -133,7 +133,8 @@ class ExplainModule(pl.LightningModule):
         fig_rows, covered, curves = [], [], []
         for side, row in enumerate(rows):
             ys, yc = int(e.y_star[row]), int(e.y_counter[row])
-            seg = segments[row].numpy()
+            degenerate = not bool(maps[self.explainer.variant][row].any())  # all zero: no evidence (issue 12)
+            seg = np.zeros_like(segments[row].numpy()) if degenerate else segments[row].numpy()
             item = {
                 "class": ys,
                 "counter_class": yc,
@@ -143,6 +144,7 @@ class ExplainModule(pl.LightningModule):
                 "confidence": float(e.confidence[row]),
                 "segment_area_px": int(seg.sum()),
                 "segment_area_fraction": float(seg.mean()),
+                "degenerate_map": degenerate,
             }
             identities = self.settings.class_names
             if identities is not None:
@@ -152,7 +154,10 @@ class ExplainModule(pl.LightningModule):
                 names = self.settings.part_names
                 item["precision"], item["recall"] = part_precision_recall(seg, part_map, names, disc)
                 covered.append(parts_inside(seg, part_map, names))
-                curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
+                if degenerate:
+                    item["precision"] = item["recall"] = float("nan")
+                else:
+                    curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
                 item["parts_in_segment"] = sorted(covered[-1])
             record[f"image_{side + 1}"] = item
             fig_rows.append(
@@ -162,15 +167,17 @@ class ExplainModule(pl.LightningModule):
                     f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
                     **{k: v[row].numpy() for k, v in maps.items()},
                     "segment": seg,
-                    "segment_label": f"segment {item['segment_area_fraction']:.0%}",
+                    "segment_label": "degenerate map (|map| < 1e-9): no evidence"
+                    if degenerate
+                    else f"segment {item['segment_area_fraction']:.0%}",
                 }
             )
         if len(covered) == 2:
             record["piou"] = part_iou(*covered)
         if curves:
             record["pr_curve"] = {
-                "precision": np.nanmean([c[0] for c in curves], 0).tolist(),
-                "recall": np.nanmean([c[1] for c in curves], 0).tolist(),
+                "precision": defined_mean([c[0] for c in curves]).tolist(),
+                "recall": defined_mean([c[1] for c in curves]).tolist(),
             }
         if index < self.settings.max_figures:
             name = f"figures/{pair.name}.png"
@@ -192,3 +199,17 @@ class ExplainModule(pl.LightningModule):
         part_map = labels.astype(np.int64) - 1
         part_map[part_map >= len(self.settings.part_names)] = -1
         return part_map
+
+
+def defined_mean(values: list[Any], length: int | None = None) -> np.ndarray:
+    """Mean over the first axis of the defined (finite) entries; NaN where none is defined.
+
+    ``np.nanmean`` gives the same numbers but warns "Mean of empty slice" when a ratio is
+    undefined for every pair (e.g. a precision with no pixel in the segment); that case is normal
+    here and is reported as null. ``length``: the shape of an entry, for an empty ``values``.
+    """
+    arr = np.asarray(values, dtype=np.float64) if values else np.full((0,) if length is None else (0, length), np.nan)
+    finite = np.isfinite(arr)
+    count = finite.sum(axis=0)
+    total = np.where(finite, arr, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -67,6 +67,8 @@ def collect(
         raise UserError(f"no jobs under {root}: no summary.json or .hydra/overrides.yaml below it")
     read = [read_job(job, root) for job in jobs]
     rows = [row for row, _ in read]
+    if all(row["status"] == "unreadable" for row in rows):
+        raise UserError(f"no readable job under {root}: {rows[0]['error']}")
     overrides = list(dict.fromkeys(k for _, keys in read for k in keys))
     varying = [k for k in overrides if len({_text(row.get(k)) for row in rows}) > 1]
     metric = choose_metric(rows, metric, jobs)
@@ -93,8 +95,12 @@ def find_jobs(root: Path) -> list[Path]:
 def read_job(job: Path, root: Path) -> tuple[dict[str, Value], list[str]]:
     """One table row (folder, status, overrides, summary scalars, error) and the job's override keys."""
     row: dict[str, Any] = {"job": job.relative_to(root).as_posix() or "."}
-    overrides = read_overrides(job)
-    summary = _read_json(job / "summary.json")
+    try:
+        overrides = read_overrides(job)
+        summary = _read_json(job / "summary.json")
+        scores = explanation_scores(job / "explanations.json")
+    except UnreadableJobError as err:  # one bad job is reported, the others still tabulated
+        return {**row, "status": "unreadable", "error": str(err)}, []
     if summary is None:
         row["status"] = "missing"
         row["error"] = "no summary.json (still running, or the process was killed)"
@@ -106,7 +112,7 @@ def read_job(job: Path, root: Path) -> tuple[dict[str, Value], list[str]]:
         if key in ("status", "error") or not _is_scalar(value):
             continue
         row[f"summary.{key}" if key in overrides else key] = value
-    row.update(explanation_scores(job / "explanations.json"))
+    row.update(scores)
     return row, list(overrides)
 
 
@@ -121,8 +127,8 @@ def read_overrides(job: Path) -> dict[str, str]:
     try:
         lines = yaml.safe_load(path.read_text()) or []
         parsed = OverridesParser.create().parse_overrides([str(line) for line in lines])
-    except (yaml.YAMLError, OverrideParseException) as err:
-        raise UserError(f"{path} is not a list of Hydra overrides: {str(err).splitlines()[0]}") from None
+    except (yaml.YAMLError, OverrideParseException, UnicodeDecodeError) as err:
+        raise UnreadableJobError(f"{path} is not a list of Hydra overrides: {str(err).splitlines()[0]}") from None
     return {
         o.key_or_group: "<deleted>" if o.is_delete() and o.value() is None else o.get_value_element_as_str()
         for o in parsed
@@ -243,15 +249,26 @@ def setting_label(row: dict[str, Value], keys: list[str]) -> str:
     return f"{row['job']}: {settings}" if settings else str(row["job"])
 
 
+class UnreadableJobError(UserError):
+    """A job's summary.json, explanations.json or overrides.yaml cannot be read."""
+
+
+def _first(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} is not readable JSON ({err}); delete it or rerun that job") from None
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise UnreadableJobError(f"{path} is not readable JSON ({_first(err)}); delete it or rerun that job") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} holds a {type(data).__name__}, not a JSON object; delete it or rerun that job")
+        raise UnreadableJobError(
+            f"{path} holds a {type(data).__name__}, not a JSON object; delete it or rerun that job"
+        )
     return data
 
 

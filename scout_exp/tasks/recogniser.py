@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class Recogniser:
     layer_prefix: str = ""  # where the configured network sits inside ``model`` ("embedder." in a gallery)
     embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
     same_person_distance: float | None = None  # descriptor distance below which a pair is one person
+    network: str | None = None  # registered model name a checkpoint was trained with
 
     def layer(self, name: str | None) -> str | None:
         """The attribution layer: ``name`` (a layer of the configured network) or the model's default."""
@@ -103,7 +105,9 @@ def load_network(cfg: DictConfig, head: ConfidenceHead) -> Recogniser:
     model_cfg = to_container(cfg.model)
     layer = cfg.attribution.get("layer")
     if cfg.ckpt_path:
-        return from_checkpoint(Path(cfg.ckpt_path), head, layer)
+        recogniser = from_checkpoint(Path(cfg.ckpt_path), head, layer)
+        warn_other_network(cfg.model.name, recogniser.network, cfg.ckpt_path)
+        return recogniser
     kwargs = dict(model_cfg.get("kwargs") or {})
     if kwargs.get("weights") or kwargs.get("pretrained") or kwargs.get("weights_dir"):
         if head.needs_training():
@@ -161,7 +165,28 @@ def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) 
     target_layer = module.hparams.get("target_layer")
     head.attach(module, layer or target_layer)
     spec = InputSpec.from_config(module.hparams.get("input_spec") or {})
-    return Recogniser(module.model.eval(), head, spec, target_layer, str(path))
+    return Recogniser(
+        module.model.eval(), head, spec, target_layer, str(path), network=module.hparams.get("model_name")
+    )
+
+
+def warn_other_network(configured: str, network: str | None, checkpoint: Any) -> None:
+    """Say (one line) when ``model=`` was given on the command line but the checkpoint holds another network.
+
+    The checkpoint's own network is used: its weights fit no other.
+    """
+    if network is None or network == configured:
+        return
+    try:
+        chosen = any(o.split("=", 1)[0].lstrip("+~") == "model" for o in HydraConfig.get().overrides.task)
+    except ValueError:  # no Hydra run (the Python API): nothing was chosen on a command line
+        chosen = False
+    if chosen:
+        message = (
+            f"checkpoint {checkpoint} holds a {network}, not a {configured}; explaining the {network} (drop model=)"
+        )
+        log.warning(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def find_or_train_faceparts(cfg: DictConfig) -> Path:
