@@ -17,6 +17,7 @@ from torch import nn
 
 from scout_exp.attribution import create_attribution
 from scout_exp.explain.scout import ScoutExplainer
+from scout_exp.heads.softmax import SoftmaxHead
 from tests.conftest import run_entry
 from tests.reliability_helpers import face_images, tiny_checkpoint
 
@@ -100,11 +101,20 @@ def test_adapters_under_no_grad_inference_mode_tuples_and_bf16(net: nn.Module, m
         assert corr > 0.9, (method, b, corr)
 
 
-def test_scout_explainer_with_pgc_and_logits_fn_inside_inference_mode(net: nn.Module) -> None:
+class _TupleSoftmax(SoftmaxHead):
+    """The softmax head of a model whose output is ``(logits, embedding)``."""
+
+    name = "tuple_softmax"
+
+    def logits(self, out: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return out[0]
+
+
+def test_scout_explainer_with_pgc_and_tuple_head_inside_inference_mode(net: nn.Module) -> None:
     plain = ScoutExplainer(net, attribution="pgc:GradCAM", target_layer="layer3").explain(X, 0, 1)
     with torch.inference_mode():
         wrapped = ScoutExplainer(
-            _Tuple(net), attribution="pgc:GradCAM", target_layer="net.layer3", logits_fn=lambda out: out[0]
+            _Tuple(net), attribution="pgc:GradCAM", target_layer="net.layer3", head=_TupleSoftmax()
         ).explain(X, 0, 1)
     torch.testing.assert_close(wrapped.class_map, plain.class_map)
     torch.testing.assert_close(wrapped.counter_map, plain.counter_map)
