@@ -152,8 +152,8 @@ def test_bootstrap_ci_against_scipy_and_summary() -> None:
     assert n == 60 and mean == pytest.approx(vals.mean()) and (lo, hi) == pytest.approx((ref.low, ref.high))
     assert lo < mean < hi and hi - lo < 0.08
     assert mean_ci([0.3, 0.3]) == (0.3, 0.3, 0.3, 2)
-    out = summarise([{"precision": 1.0, "name": "a"}, {"precision": 0.0}, {"precision": None}])
-    assert out["precision"] == 0.5 and out["precision_n"] == 2 and "name" not in out
+    out = summarise([{"precision": 1.0, "class": 3}, {"precision": 0.0}, {"precision": None}])
+    assert out["precision"] == 0.5 and out["precision_n"] == 2 and "class" not in out
 
 
 def test_bad_metric_names() -> None:

@@ -12,12 +12,14 @@ import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample
-from scout_exp.explain.evaluation import part_iou, part_precision_recall, parts_inside, pr_curve
+from scout_exp.explain.evaluation import part_iou
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
 from scout_exp.explain.scout import Explanation, ScoutExplainer
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area, segment_by_threshold
 from scout_exp.io import save_npz
+from scout_exp.metrics import MetricSettings, margin_fn, score_batch
+from scout_exp.metrics.truth import faceparts_truth
 
 
 @dataclass
@@ -31,6 +33,8 @@ class ExplainSettings:
     max_figures: int = 16
     part_names: tuple[str, ...] | None = None
     class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
+    metrics: tuple[str, ...] = ()  # scout_exp.metrics.METRICS to score (parts: needs FaceParts)
+    metric_settings: MetricSettings | None = None
 
 
 class ExplainModule(pl.LightningModule):
@@ -63,11 +67,44 @@ class ExplainModule(pl.LightningModule):
         else:
             segments = segment_by_threshold(discriminant, self.settings.threshold)
         second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
-        records = []
-        for b in range(x1.shape[0]):
-            rows = [b] + ([int(second[b])] if has_2[b] else [])
-            records.append(self._record(int(batch["index"][b]), rows, x, explained, maps, segments))
-        return records
+        rows = [[b] + ([int(second[b])] if has_2[b] else []) for b in range(x1.shape[0])]
+        scores = self._scores(x, explained, [int(i) for i in batch["index"]], rows)
+        return [
+            self._record(int(batch["index"][b]), rows[b], x, explained, maps, segments, scores)
+            for b in range(len(rows))
+        ]
+
+    def _scores(self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]]) -> list[dict[str, Any]]:
+        """Per-image metric records (:func:`scout_exp.metrics.score_batch`), in the order of ``x``."""
+        metrics, settings = self.settings.metrics, self.settings.metric_settings
+        if not metrics or settings is None:
+            return [{} for _ in range(len(x))]
+        truths = {}
+        if any(m in ("parts", "interventions") for m in metrics):
+            for index, rs in zip(indices, rows):
+                pair = self.dataset.pairs[index]
+                for side, r in enumerate(rs):
+                    truths[r] = faceparts_truth(
+                        self.dataset.faceparts,
+                        int(pair.image_1 if side == 0 else pair.image_2),
+                        int(e.y_counter[r]),
+                        tuple(x.shape[-2:]),
+                        self.dataset.preprocess,
+                        interventions="interventions" in metrics,
+                    )
+        order = range(len(x))
+        return score_batch(
+            metrics,
+            images=x.detach(),
+            maps=e.discriminant,
+            settings=settings,
+            score_fn=margin_fn(lambda z: self.explainer.logits_fn(self.model(z)), e.y_star, e.y_counter),
+            part_maps=torch.stack([truths[r].part_map for r in order]) if truths else None,
+            discriminative=torch.stack([truths[r].discriminative for r in order]) if truths else None,
+            switched=[truths[r].switched for r in order] if truths else None,
+            model=self.model,
+            explain_fn=lambda z: self.explainer.explain(z, e.y_star, e.y_counter).discriminant,
+        )
 
     @torch.no_grad()
     def _default_classes(self, x1: Tensor, x2: Tensor, has_2: Tensor, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,7 +126,14 @@ class ExplainModule(pl.LightningModule):
         return c1, c2
 
     def _record(
-        self, index: int, rows: list[int], x: Tensor, e: Explanation, maps: dict[str, Tensor], segments: Tensor
+        self,
+        index: int,
+        rows: list[int],
+        x: Tensor,
+        e: Explanation,
+        maps: dict[str, Tensor],
+        segments: Tensor,
+        scores: list[dict[str, Any]],
     ) -> dict[str, Any]:
         pair = self.dataset.pairs[index]
         out = self.settings.out_dir
@@ -117,13 +161,10 @@ class ExplainModule(pl.LightningModule):
             identities = self.settings.class_names
             if identities is not None:
                 item["class_name"], item["counter_name"] = identities[ys], identities[yc]
-            if disc is not None and self.settings.part_names is not None:
-                part_map = self._part_map(pair.image_1 if side == 0 else pair.image_2, seg.shape)
-                names = self.settings.part_names
-                item["precision"], item["recall"] = part_precision_recall(seg, part_map, names, disc)
-                covered.append(parts_inside(seg, part_map, names))
-                curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
-                item["parts_in_segment"] = sorted(covered[-1])
+            item.update(scores[row])
+            if "pr_precision" in item:
+                curves.append((item.pop("pr_precision"), item.pop("pr_recall")))
+                covered.append(set(item["parts_in_segment"]))
             record[f"image_{side + 1}"] = item
             fig_rows.append(
                 {
@@ -139,8 +180,8 @@ class ExplainModule(pl.LightningModule):
             record["piou"] = part_iou(*covered)
         if curves:
             record["pr_curve"] = {
-                "precision": np.nanmean([c[0] for c in curves], 0).tolist(),
-                "recall": np.nanmean([c[1] for c in curves], 0).tolist(),
+                "precision": np.nanmean(np.array([c[0] for c in curves], dtype=float), 0).tolist(),
+                "recall": np.nanmean(np.array([c[1] for c in curves], dtype=float), 0).tolist(),
             }
         if index < self.settings.max_figures:
             name = f"figures/{pair.name}.png"
@@ -152,17 +193,6 @@ class ExplainModule(pl.LightningModule):
             record["maps"] = name
         return record
 
-    def _part_map(self, image: Any, shape: tuple[int, ...]) -> np.ndarray:
-        """FaceParts label map of an image as evaluation part indices (-1: background or occluder)."""
-        import cv2
-
-        labels = self.dataset.faceparts.render(int(image)).parts
-        if labels.shape != shape:
-            labels = cv2.resize(labels, shape[::-1], interpolation=cv2.INTER_NEAREST)
-        part_map = labels.astype(np.int64) - 1
-        part_map[part_map >= len(self.settings.part_names)] = -1
-        return part_map
-
 
 def mean_pr(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean precision/recall of the discriminant segments over all images, and the mean PR curve."""
@@ -171,8 +201,8 @@ def mean_pr(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not items:
         return {}
     return {
-        "precision": float(np.nanmean([i["precision"] for i in items])),
-        "recall": float(np.nanmean([i["recall"] for i in items])),
+        "precision": float(np.nanmean(np.array([i["precision"] for i in items], dtype=float))),
+        "recall": float(np.nanmean(np.array([i["recall"] for i in items], dtype=float))),
         "piou": float(np.nanmean([r["piou"] for r in records if "piou" in r] or [np.nan])),
         "pr_curve": {
             "area_fraction": list(AREA_FRACTIONS),

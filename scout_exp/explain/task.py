@@ -17,6 +17,7 @@ from scout_exp.config import instantiate, instantiate_group, output_dir, save_re
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
+from scout_exp.explain.metric_figures import save_metric_figures
 from scout_exp.explain.pairs import (
     Pair,
     PairDataset,
@@ -30,6 +31,7 @@ from scout_exp.explain.recogniser import Recogniser, load_recogniser
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.explain.verification import VerificationExplainer, explain_pairs
 from scout_exp.io import save_json
+from scout_exp.metrics import MetricSettings, check_metrics, summarise
 
 log = logging.getLogger(__name__)
 #: scout: SCOUT counterfactual explanations of identities; verify: similarity maps of (probe, reference) pairs
@@ -70,6 +72,10 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         max_figures=cfg.max_figures,
         part_names=_part_names(faceparts),
         class_names=recogniser.class_names,
+        metrics=_metrics(cfg, faceparts),
+        metric_settings=MetricSettings(
+            part_names=_part_names(faceparts) or (), area_fraction=cfg.segment.area_fraction, **cfg.metric_options
+        ),
     )
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(
@@ -89,6 +95,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
 
     scores = mean_pr(records)
     curve = scores.pop("pr_curve", None)
+    scores.update(summarise([r[k] for r in records for k in ("image_1", "image_2") if k in r]))
     summary = {
         "status": "ok",
         "task": "explain",
@@ -114,6 +121,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
             f"{cfg.attribution.method}, {cfg.variant}",
         )
         figures.append("figures/pr_curve.png")
+    figures += save_metric_figures(out / "figures", records, settings.metrics)
+    summary["metrics"] = list(settings.metrics)
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     save_json({"summary": summary, "figures": figures, "pr_curve": curve, "pairs": records}, out / "explanations.json")
     save_json(summary, out / "summary.json")
@@ -188,6 +197,17 @@ def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
     if faceparts is None:
         raise UserError(f"explaining a data split needs FaceParts here; for {cfg.data._target_} pass pairs=<csv>")
     return faceparts, faceparts_pairs(faceparts, indices.tolist(), cfg.max_pairs)
+
+
+def _metrics(cfg: DictConfig, faceparts: Any) -> tuple[str, ...]:
+    """``metrics`` of the config, validated; null: ``[parts]`` on FaceParts, none elsewhere."""
+    names = cfg.get("metrics")
+    if names is None:
+        return ("parts",) if faceparts is not None else ()
+    if isinstance(names, str):
+        names = [names]
+    data = "FaceParts" if faceparts is not None else f"the given {'images' if cfg.images else 'pairs file'}"
+    return tuple(check_metrics(list(names), faceparts is not None, data))
 
 
 def _part_names(faceparts: Any) -> tuple[str, ...] | None:

@@ -30,16 +30,32 @@ def mean_ci(
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high), len(x)
 
 
+#: Scalar per-image scores of :func:`scout_exp.metrics.score_batch` (plus ``chance_*`` and ``randomisation_*``).
+SCORES = (
+    "precision",
+    "recall",
+    "intervention_spearman",
+    "top_part_hit",
+    "single_part_share",
+    "deletion_auc",
+    "insertion_auc",
+)
+
+
+def is_score(key: str) -> bool:
+    """Whether ``key`` names a scalar metric score of a per-image record."""
+    return key in SCORES or key.startswith(("chance_", "randomisation_"))
+
+
 def summarise(records: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Flat summary of per-image scalar scores: ``key`` (mean), ``key_ci`` ([low, high]) and ``key_n``.
 
-    ``keys`` defaults to every key whose values are numbers (bools count as 0/1) in any record;
-    records missing a key are skipped for it. ``kwargs`` go to :func:`mean_ci`.
+    ``keys`` defaults to the metric scores (:func:`is_score`) present in any record; records
+    missing a key (or holding None, an undefined score) are skipped for it. ``kwargs`` go to
+    :func:`mean_ci`.
     """
     if keys is None:
-        keys = sorted(
-            {k for r in records for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, str)}
-        )
+        keys = sorted({k for r in records for k in r if is_score(k)})
     out: dict[str, Any] = {}
     for key in keys:
         vals = [float(r[key]) for r in records if isinstance(r.get(key), (int, float))]
