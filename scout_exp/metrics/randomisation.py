@@ -3,7 +3,8 @@
 The model's blocks (top-level children with parameters, output side first) are re-initialised
 one after another with their own ``reset_parameters`` (as quantus' MPRT does for torch models),
 cumulatively, and the maps recomputed after each; each is compared with the original map by
-Spearman rank correlation per image (of the values and of their absolute values). A method that
+Spearman rank correlation per image (of the values and of their absolute values; 0 where the randomised map became constant while the
+original was not). A method that
 depends on the model gives correlations that fall; one that does not is an edge detector. The
 weights are restored afterwards (the model is randomised in place to keep every hook and wrapper
 that ``explain_fn`` holds on it).
@@ -46,6 +47,15 @@ def spearman_rows(a: Tensor, b: Tensor) -> Tensor:
     return torch.from_numpy(rho)
 
 
+def _vs_original(original: Tensor, maps: Tensor) -> Tensor:
+    """Spearman per image; a randomised map that became constant keeps none of the ranking: 0."""
+    rho = spearman_rows(original, maps)
+    flat = maps.reshape(len(maps), -1)
+    constant = (flat == flat[:, :1]).all(1).cpu()
+    varied = ~(original.reshape(len(original), -1) == original.reshape(len(original), -1)[:, :1]).all(1).cpu()
+    return torch.where(constant & varied, torch.zeros_like(rho), rho)
+
+
 def cascading_randomisation(
     model: nn.Module,
     explain_fn: Callable[[Tensor], Tensor],
@@ -79,8 +89,8 @@ def cascading_randomisation(
                         sub.reset_running_stats()
                 maps = explain_fn(x).detach()
                 names.append(name)
-                rho.append(spearman_rows(original, maps))
-                rho_abs.append(spearman_rows(original.abs(), maps.abs()))
+                rho.append(_vs_original(original, maps))
+                rho_abs.append(_vs_original(original.abs(), maps.abs()))
     finally:
         model.load_state_dict(state)
     return names, torch.stack(rho, 1), torch.stack(rho_abs, 1)
