@@ -51,7 +51,6 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         "deletion_auc",
         "insertion_auc",
         "chance_random_deletion_auc",
-        "chance_random_precision",
     ):
         lo, hi = summary[f"{key}_ci"]
         assert summary[f"{key}_n"] == 6 and lo <= summary[key] <= hi, key
