@@ -95,7 +95,7 @@ def main(pairs: int = 8) -> dict[str, Any]:
     # deletion: batched torch against quantus.PixelFlipping, same number of model calls per image
     import quantus
 
-    step = 224  # quantus' features are C*H*W values and its step must divide H*W: 168 steps
+    step = 448  # quantus' features are C*H*W values and its step must divide H*W: 84 steps
     steps = 3 * 112 * 112 // step
     xs, ys, ms = x[:4], ya[:4], e.discriminant[:4]
     logit_model = torch.nn.Sequential(model)
