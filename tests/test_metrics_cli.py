@@ -63,8 +63,11 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("metrics=[parts,bogus]", "unknown metric 'bogus'; choose from: parts, interventions, deletion"),
-        ("metrics=[interventions]", "metric 'interventions' needs part annotations, which the given images"),
+        ("metrics=[deletion,bogus]", "unknown metric 'bogus'; choose from: parts, interventions, deletion"),
+        (
+            "metrics=[interventions]",
+            "metric 'interventions' needs part annotations and the images=[...] input has none",
+        ),
     ],
 )
 def test_bad_metrics_are_one_line(trained: Path, tmp_path: Path, override: str, expected: str) -> None:

@@ -159,6 +159,6 @@ def test_bootstrap_ci_against_scipy_and_summary() -> None:
 def test_bad_metric_names() -> None:
     with pytest.raises(UserError, match="unknown metric 'bogus'; choose from: parts"):
         check_metrics(["bogus"], True, "FaceParts")
-    with pytest.raises(UserError, match="'interventions' needs part annotations, which pairs.csv"):
+    with pytest.raises(UserError, match="'interventions' needs part annotations and pairs.csv has none"):
         check_metrics(["deletion", "interventions"], False, "pairs.csv")
     assert check_metrics(list(METRICS), True, "FaceParts") == list(METRICS)

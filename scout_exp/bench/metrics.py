@@ -98,7 +98,7 @@ def main(pairs: int = 8) -> dict[str, Any]:
     step = 448  # quantus' features are C*H*W values and its step must divide H*W: 84 steps
     steps = 3 * 112 * 112 // step
     xs, ys, ms = x[:4], ya[:4], e.discriminant[:4]
-    logit_model = torch.nn.Sequential(model)
+    logit_model = torch.nn.Sequential(model).eval()  # quantus refuses a model in training mode
 
     def ours() -> Any:
         return perturbation_curves(

@@ -206,7 +206,7 @@ def _metrics(cfg: DictConfig, faceparts: Any) -> tuple[str, ...]:
         return ("parts",) if faceparts is not None else ()
     if isinstance(names, str):
         names = [names]
-    data = "FaceParts" if faceparts is not None else f"the given {'images' if cfg.images else 'pairs file'}"
+    data = "FaceParts" if faceparts is not None else ("the images=[...] input" if cfg.images else "the pairs file")
     return tuple(check_metrics(list(names), faceparts is not None, data))
 
 

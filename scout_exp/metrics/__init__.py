@@ -47,7 +47,7 @@ def check_metrics(metrics: Sequence[str], has_parts: bool, data: str) -> list[st
             raise UserError(f"unknown metric {m!r}; choose from: {', '.join(METRICS)}")
         if m in PART_METRICS and not has_parts:
             raise UserError(
-                f"metric {m!r} needs part annotations, which {data} does not have; "
+                f"metric {m!r} needs part annotations and {data} has none; "
                 f"use FaceParts (split=...) or metrics without parts ({', '.join(x for x in METRICS if x not in PART_METRICS)})"
             )
         out.append(m)
