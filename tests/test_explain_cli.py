@@ -34,7 +34,7 @@ def test_default_run_finds_checkpoint_and_scores_parts(trained: Path) -> None:
     assert summary["pairs"] == 3 and summary["attribution"] == "gradxact"
     assert 0.0 <= summary["recall"] <= 1.0
     pair = record["pairs"][0]
-    assert pair["discriminative_parts"] and len(pair["discriminative_parts"]) >= 3
+    assert 1 <= len(pair["discriminative_parts"]) == pair["k"] <= 3  # look-alikes: k parts apart
     for side in ("image_1", "image_2"):
         assert pair[side]["class"] != pair[side]["counter_class"]
         assert pair[side]["segment_area_px"] == round(0.1 * 32 * 32)

@@ -1,4 +1,4 @@
-"""``python -m scout_exp.bench {data,train,explain,explain_e2e}``: run one benchmark, print its JSON result."""
+"""``python -m scout_exp.bench {data,train,explain,explain_e2e,metrics}``: run one benchmark, print its JSON result."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 
-BENCHES = ("data", "train", "explain", "explain_e2e")
+BENCHES = ("data", "train", "explain", "explain_e2e", "metrics")
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,7 @@ class FacePartsDataModule(FaceDataModule):
         images_per_identity: int = 250,
         image_size: int = 112,
         difficulty: float = 1.0,
+        lookalikes: Sequence[int] = (1, 2, 3),
         with_annotations: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -140,6 +141,7 @@ class FacePartsDataModule(FaceDataModule):
             image_size=image_size,
             difficulty=difficulty,
             seed=self.seed,
+            lookalikes=tuple(lookalikes),
         )
 
     def build(self) -> tuple[Dataset, np.ndarray, int]:

@@ -56,11 +56,14 @@ __all__ = [
     "FaceParts",
     "FacePartsDataset",
     "blur_radius",
+    "DEFAULT_LOOKALIKES",
     "identity_codes",
     "measure_render_throughput",
 ]
 
-MIN_PART_DISTANCE = 3  # every two identities differ in at least this many parts
+MIN_PART_DISTANCE = 3  # identities of different families differ in at least this many parts
+#: Look-alikes per family: one differing from the family's root in 1, one in 2, one in 3 parts.
+DEFAULT_LOOKALIKES: tuple[int, ...] = (1, 2, 3)
 MAX_IDENTITIES = 5000
 CLEAN_BACKGROUND = (196, 200, 206)
 FACE_CENTRE = (0.5, 0.55)
@@ -87,15 +90,31 @@ class FaceSample:
     landmarks: np.ndarray
 
 
-def identity_codes(num_identities: int, seed: int) -> np.ndarray:
-    """Part-variant codes (num_identities, len(FACE_PARTS)) with pairwise Hamming distance >= 3.
+def identity_codes(num_identities: int, seed: int, lookalikes: Sequence[int] = ()) -> np.ndarray:
+    """Part-variant codes (num_identities, len(FACE_PARTS)), in families of look-alikes.
 
-    Greedy: candidates are drawn from a seed-only stream in fixed batches and kept when they are
-    at least MIN_PART_DISTANCE parts away from every code kept so far, so the codes of N
-    identities are a prefix of those of N + 1. Skin tone is shared by the face and ears variants.
+    Without ``lookalikes`` every identity is its own family. With ``lookalikes = (k_1, ..., k_m)``
+    identities come in families of ``1 + m``: a root ``r`` (family ``f`` = identities
+    ``f*(1+m) .. f*(1+m)+m``, root first) and, for each ``k_j``, a look-alike that differs from
+    ``r`` in exactly ``k_j`` parts and agrees in all others. The parts changed for different
+    look-alikes of one family are disjoint, so two look-alikes differ in ``k_i + k_j`` parts.
+    Members of different families differ in at least ``MIN_PART_DISTANCE`` parts.
+
+    Greedy: candidate roots are drawn from a seed-only stream in fixed batches; a family is kept
+    when all its members are at least MIN_PART_DISTANCE parts away from every code kept so far,
+    so the codes of N identities are a prefix of those of N + 1 (the last family may be cut
+    short). Skin tone is shared by the face and ears variants and a look-alike keeps the root's
+    tone. Errors: UserError for an impossible count or a look-alike list that needs more parts
+    than a face has.
     """
     if not 1 <= num_identities <= MAX_IDENTITIES:
         raise UserError(f"num_identities must be in [1, {MAX_IDENTITIES}], got {num_identities}")
+    ks = [int(k) for k in lookalikes]
+    if any(k < 1 for k in ks) or sum(ks) > len(FACE_PARTS):
+        raise UserError(
+            f"data.lookalikes={ks}: each look-alike differs in k >= 1 parts and together they may change at "
+            f"most {len(FACE_PARTS)} parts (the parts of a face); e.g. data.lookalikes=[1,2,3]"
+        )
     rng = np.random.default_rng([seed, 0x46505254, 0])
     codes = np.empty((num_identities, len(FACE_PARTS)), dtype=np.int64)
     kept, attempts, max_attempts = 0, 0, 2000 + 100 * num_identities
@@ -116,9 +135,10 @@ def identity_codes(num_identities: int, seed: int) -> np.ndarray:
         block = np.stack([cand[p] for p in FACE_PARTS], axis=1)
         for row in block:
             attempts += 1
-            if kept == 0 or (codes[:kept] != row).sum(axis=1).min() >= MIN_PART_DISTANCE:
-                codes[kept] = row
-                kept += 1
+            family = _family(row, ks, rng)[: num_identities - kept]
+            if kept == 0 or all((codes[:kept] != m).sum(axis=1).min() >= MIN_PART_DISTANCE for m in family):
+                codes[kept : kept + len(family)] = family
+                kept += len(family)
                 if kept == num_identities:
                     break
         if attempts > max_attempts and kept < num_identities:
@@ -127,6 +147,32 @@ def identity_codes(num_identities: int, seed: int) -> np.ndarray:
                 f"{MIN_PART_DISTANCE} parts (found {kept}); use fewer identities"
             )
     return codes
+
+
+def _family(root: np.ndarray, ks: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """(1 + len(ks), P) codes: ``root`` and one look-alike per k, changing disjoint random parts.
+
+    A changed part gets another variant drawn uniformly; face and ears keep the root's skin tone.
+    The draws are made whether or not the family is kept, so the stream stays seed-only.
+    """
+    n_tones = len(SKIN_TONES)
+    order = rng.permutation(len(FACE_PARTS))
+    picks = rng.random(len(FACE_PARTS))
+    members = [root]
+    start = 0
+    for k in ks:
+        row = root.copy()
+        for j in order[start : start + k]:
+            part, v = FACE_PARTS[j], int(root[j])
+            if part in ("face", "ears"):
+                shapes = NUM_VARIANTS[part] // n_tones
+                shape = (v // n_tones + 1 + int(picks[j] * (shapes - 1))) % shapes
+                row[j] = shape * n_tones + v % n_tones
+            else:
+                row[j] = (v + 1 + int(picks[j] * (NUM_VARIANTS[part] - 1))) % NUM_VARIANTS[part]
+        members.append(row)
+        start += k
+    return np.stack(members)
 
 
 class _Geometry:
@@ -189,6 +235,7 @@ class FaceParts:
         image_size: int = 112,
         difficulty: float = 1.0,
         seed: int = 0,
+        lookalikes: Sequence[int] = DEFAULT_LOOKALIKES,
     ) -> None:
         if images_per_identity < 1:
             raise UserError(f"images_per_identity must be >= 1, got {images_per_identity}")
@@ -201,7 +248,8 @@ class FaceParts:
         self.image_size = int(image_size)
         self.difficulty = float(difficulty)
         self.seed = int(seed)
-        self.codes = identity_codes(self.num_identities, self.seed)
+        self.lookalike_ks = tuple(int(k) for k in lookalikes)
+        self.codes = identity_codes(self.num_identities, self.seed, self.lookalike_ks)
         self.codes.setflags(write=False)
 
     def __len__(self) -> int:
@@ -220,6 +268,24 @@ class FaceParts:
         """Part -> variant id of ``identity`` (0 = absent for the accessories glasses/beard)."""
         row = self.codes[self._check_identity(identity)]
         return {p: int(v) for p, v in zip(FACE_PARTS, row)}
+
+    def family_size(self) -> int:
+        """Identities per family: the root and one look-alike per ``lookalike_ks`` entry."""
+        return 1 + len(self.lookalike_ks)
+
+    def lookalikes(self, identity: int) -> list[int]:
+        """Identities that differ from ``identity`` in exactly k parts, k in ``lookalike_ks``.
+
+        For a family's root: its look-alikes (in ``lookalike_ks`` order); for a look-alike: the
+        root (the other look-alikes differ in ``k_i + k_j`` parts, not one of the k). Identities
+        of a family cut short by ``num_identities`` only have the members that exist.
+        """
+        identity = self._check_identity(identity)
+        size = self.family_size()
+        root = identity - identity % size
+        if identity != root:
+            return [root]
+        return [i for i in range(root + 1, min(root + size, self.num_identities))]
 
     def differing_parts(self, a: int, b: int) -> list[str]:
         """Parts whose variants differ between identities a and b (ground truth for explanations)."""

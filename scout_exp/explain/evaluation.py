@@ -80,7 +80,11 @@ def pr_curve(
     fractions: Sequence[float] = AREA_FRACTIONS,
     min_coverage: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall arrays over area ``fractions``: the map is resized to the part map's size."""
+    """Precision and recall arrays over area ``fractions``: the map is resized to the part map's size.
+
+    The reference protocol, one segment per fraction; explain.py uses the equivalent batched
+    :func:`scout_exp.metrics.parts.pr_curves` (one sort per map, tested against this function).
+    """
     size = tuple(_numpy(part_map).shape)
     amap = torch.as_tensor(_numpy(attribution_map), dtype=torch.float32)
     disc = list(discriminative)

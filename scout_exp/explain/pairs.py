@@ -125,11 +125,13 @@ def pairs_from_csv(path: str | Path) -> list[Pair]:
 
 
 def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -> list[Pair]:
-    """Pairs of FaceParts samples whose identities differ in the fewest parts (the hardest to tell apart).
+    """Pairs of FaceParts samples with look-alike identities (the hardest to tell apart).
 
-    Each sample in ``indices`` is paired with a sample (from ``indices``) of the identity nearest
-    to its own in part variants; class ids are the true identities and ``meta`` holds the parts
-    that really differ, the ground truth of the SCOUT protocol.
+    Each sample in ``indices`` is paired with a sample (from ``indices``) of one of its
+    look-alikes (``FaceParts.lookalikes``: for a family's root they are taken in turn, so every
+    k of ``lookalike_ks`` is explained), or, without look-alikes in the split, of the identity
+    nearest to its own in part variants. Class ids are the true identities and ``meta`` holds
+    the parts that really differ (the ground truth of the SCOUT protocol) and their number k.
     """
     by_identity: dict[int, list[int]] = {}
     for i in indices:
@@ -137,14 +139,18 @@ def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -
     if len(by_identity) < 2:
         raise UserError("the split holds fewer than two identities; nothing to contrast")
     pairs = []
+    turn: dict[int, int] = {}
     for n, i in enumerate(indices[: limit or len(indices)]):
         a = faceparts.identity_of(int(i))
-        others = sorted((len(faceparts.differing_parts(a, b)), b) for b in by_identity if b != a)
-        b = others[0][1]
+        alikes = [b for b in faceparts.lookalikes(a) if b in by_identity]
+        if alikes:
+            b = alikes[turn.get(a, 0) % len(alikes)]
+            turn[a] = turn.get(a, 0) + 1
+        else:
+            b = min((len(faceparts.differing_parts(a, b)), b) for b in by_identity if b != a)[1]
         j = by_identity[b][n % len(by_identity[b])]
-        pairs.append(
-            Pair(int(i), j, a, b, name=f"pair_{n:03d}", meta={"discriminative_parts": faceparts.differing_parts(a, b)})
-        )
+        diff = faceparts.differing_parts(a, b)
+        pairs.append(Pair(int(i), j, a, b, name=f"pair_{n:03d}", meta={"discriminative_parts": diff, "k": len(diff)}))
     return pairs
 
 

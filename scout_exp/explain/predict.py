@@ -2,14 +2,13 @@
 
 ``predict_step`` turns an :class:`Explanation` of a batch into one JSON-ready record per pair and
 returns ``(dataset index, record)`` pairs for :class:`scout_exp.explain.writer.RecordWriter`.
-*Scorers* add per-pair fields: each is called as ``scorer(PairView) -> dict`` and its fields are
-merged into the record, so a new explanation-quality metric plugs in without touching the loop.
+Explanation-quality metrics (``ExplainSettings.metrics``) are scored for the whole batch at once by
+:func:`scout_exp.metrics.score_batch` and their per-image fields merged into the records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,15 @@ import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample, zero_degenerate
-from scout_exp.explain.evaluation import part_iou, part_precision_recall, parts_inside, pr_curve
+from scout_exp.explain.evaluation import part_iou
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
 from scout_exp.explain.scout import Explanation, ScoutExplainer
 from scout_exp.explain.segments import segment_by_area, segment_by_threshold
 from scout_exp.io import save_npz
+from scout_exp.metrics import MetricSettings, margin_fn, score_batch
+from scout_exp.metrics.truth import faceparts_truth
 from scout_exp.modes import frozen_eval
-
-
-@dataclass
-class PairView:
-    """What a scorer sees of one pair: its explanation rows, the batch input and the upsampled maps."""
-
-    pair: Any  # scout_exp.explain.pairs.Pair
-    rows: list[int]  # rows of ``x`` / ``explanation`` holding image 1 (and image 2)
-    x: Tensor  # (N, 3, H, W) the batch's preprocessed images, both sides stacked
-    explanation: Explanation  # the batch's explanation (rows as above)
-    maps: dict[str, Tensor]  # name -> (N, H, W) maps at input size, on the CPU
-    segments: Tensor  # (N, H, W) bool discriminant segments
-    explainer: ScoutExplainer
-    record: dict[str, Any]  # the record so far (read-only for scorers)
-
-
-#: a per-pair metric: PairView -> fields added to the pair's record
-Scorer = Callable[[PairView], dict[str, Any]]
 
 
 @dataclass
@@ -57,7 +40,8 @@ class ExplainSettings:
     max_figures: int = 16
     part_names: tuple[str, ...] | None = None
     class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
-    scorers: list[Scorer] = field(default_factory=list)  # per-pair metrics adding record fields
+    metrics: tuple[str, ...] = ()  # scout_exp.metrics.METRICS to score (parts: needs FaceParts)
+    metric_settings: MetricSettings | None = None
 
 
 class ExplainModule(pl.LightningModule):
@@ -90,16 +74,45 @@ class ExplainModule(pl.LightningModule):
         else:
             segments = segment_by_threshold(discriminant, self.settings.threshold)
         second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
-        records = []
-        for b in range(x1.shape[0]):
-            rows = [b] + ([int(second[b])] if has_2[b] else [])
-            index = int(batch["index"][b])
-            record = self._record(index, rows, x, explained, maps, segments)
-            for scorer in self.settings.scorers:
-                view = PairView(self.dataset.pairs[index], rows, x, explained, maps, segments, self.explainer, record)
-                record.update(scorer(view))
-            records.append((index, record))
-        return records
+        rows = [[b] + ([int(second[b])] if has_2[b] else []) for b in range(x1.shape[0])]
+        scores = self._scores(x, explained, [int(i) for i in batch["index"]], rows)
+        indices = [int(i) for i in batch["index"]]
+        return [
+            (index, self._record(index, rows[b], x, explained, maps, segments, scores))
+            for b, index in enumerate(indices)
+        ]
+
+    def _scores(self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]]) -> list[dict[str, Any]]:
+        """Per-image metric records (:func:`scout_exp.metrics.score_batch`), in the order of ``x``."""
+        metrics, settings = self.settings.metrics, self.settings.metric_settings
+        if not metrics or settings is None:
+            return [{} for _ in range(len(x))]
+        truths = {}
+        if any(m in ("parts", "interventions") for m in metrics):
+            for index, rs in zip(indices, rows):
+                pair = self.dataset.pairs[index]
+                for side, r in enumerate(rs):
+                    truths[r] = faceparts_truth(
+                        self.dataset.faceparts,
+                        int(pair.image_1 if side == 0 else pair.image_2),
+                        int(e.y_counter[r]),
+                        tuple(x.shape[-2:]),
+                        self.dataset.preprocess,
+                        interventions="interventions" in metrics,
+                    )
+        order = range(len(x))
+        return score_batch(
+            metrics,
+            images=x.detach(),
+            maps=e.discriminant,
+            settings=settings,
+            score_fn=margin_fn(lambda z: self.explainer.logits_fn(self.model(z)), e.y_star, e.y_counter),
+            part_maps=torch.stack([truths[r].part_map for r in order]) if truths else None,
+            discriminative=torch.stack([truths[r].discriminative for r in order]) if truths else None,
+            switched=[truths[r].switched for r in order] if truths else None,
+            model=self.model,
+            explain_fn=lambda z: self.explainer.explain(z, e.y_star, e.y_counter).discriminant,
+        )
 
     @torch.no_grad()
     def _default_classes(self, x1: Tensor, x2: Tensor, has_2: Tensor, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,7 +132,14 @@ class ExplainModule(pl.LightningModule):
         return c1, c2
 
     def _record(
-        self, index: int, rows: list[int], x: Tensor, e: Explanation, maps: dict[str, Tensor], segments: Tensor
+        self,
+        index: int,
+        rows: list[int],
+        x: Tensor,
+        e: Explanation,
+        maps: dict[str, Tensor],
+        segments: Tensor,
+        scores: list[dict[str, Any]],
     ) -> dict[str, Any]:
         pair = self.dataset.pairs[index]
         out = self.settings.out_dir
@@ -149,16 +169,14 @@ class ExplainModule(pl.LightningModule):
             identities = self.settings.class_names
             if identities is not None:
                 item["class_name"], item["counter_name"] = identities[ys], identities[yc]
-            if disc is not None and self.settings.part_names is not None:
-                part_map = self._part_map(pair.image_1 if side == 0 else pair.image_2, seg.shape)
-                names = self.settings.part_names
-                item["precision"], item["recall"] = part_precision_recall(seg, part_map, names, disc)
-                covered.append(parts_inside(seg, part_map, names))
-                if degenerate:
-                    item["precision"] = item["recall"] = float("nan")
-                else:
-                    curves.append(pr_curve(maps[self.explainer.variant][row], part_map, names, disc))
-                item["parts_in_segment"] = sorted(covered[-1])
+            item.update(scores[row])
+            if degenerate and "precision" in item:  # no evidence: no part score (issue 12)
+                item["precision"] = item["recall"] = None
+                item.pop("pr_precision", None), item.pop("pr_recall", None)
+            if "pr_precision" in item:
+                curves.append((item.pop("pr_precision"), item.pop("pr_recall")))
+            if "parts_in_segment" in item:
+                covered.append(set(item["parts_in_segment"]))
             record[f"image_{side + 1}"] = item
             fig_rows.append(
                 {
@@ -188,17 +206,6 @@ class ExplainModule(pl.LightningModule):
             save_npz(out / name, **{f"{k}_{s + 1}": maps[k][r].numpy() for k in maps for s, r in enumerate(rows)})
             record["maps"] = name
         return record
-
-    def _part_map(self, image: Any, shape: tuple[int, ...]) -> np.ndarray:
-        """FaceParts label map of an image as evaluation part indices (-1: background or occluder)."""
-        import cv2
-
-        labels = self.dataset.faceparts.render(int(image)).parts
-        if labels.shape != shape:
-            labels = cv2.resize(labels, shape[::-1], interpolation=cv2.INTER_NEAREST)
-        part_map = labels.astype(np.int64) - 1
-        part_map[part_map >= len(self.settings.part_names)] = -1
-        return part_map
 
 
 def defined_mean(values: list[Any], length: int | None = None) -> np.ndarray:

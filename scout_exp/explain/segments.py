@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample
+from scout_exp.metrics.parts import area_pixels
 
 #: Area fractions of the official SCOUT protocol: 0.005, then 0.01 to 0.99 in steps of 0.01.
 AREA_FRACTIONS: tuple[float, ...] = (0.005,) + tuple(round(0.01 * i, 2) for i in range(1, 100))
-
-
-def area_pixels(fraction: float, n_pixels: int) -> int:
-    """Number of pixels kept for ``fraction`` of ``n_pixels``: round half up of ``fraction * n``."""
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"area fraction must lie in [0, 1], got {fraction}")
-    return min(n_pixels, int(math.floor(fraction * n_pixels + 0.5)))
 
 
 def segment_by_area(maps: Tensor, fraction: float, size: tuple[int, int] | None = None) -> Tensor:

@@ -1,4 +1,5 @@
-"""``python -m scout_exp.sweeps collect DIR [--metric NAME]`` and ``python -m scout_exp.sweeps check SWEEP.yaml``."""
+"""``python -m scout_exp.sweeps collect DIR [--metric NAME]``, ``... leaderboard DIR [--metric NAME]`` and
+``python -m scout_exp.sweeps check SWEEP.yaml``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="which value of the metric is best (default: min for losses/errors, else max)",
     )
+    board_cmd = commands.add_parser(
+        "leaderboard", help="explanation methods ranked by a metric, with CIs and chance rows"
+    )
+    board_cmd.add_argument("dir", help="an explain multirun folder, e.g. outputs/explain/multiruns/<time>")
+    board_cmd.add_argument("--metric", default="precision", help="metric to sort by (default: precision)")
+    board_cmd.add_argument("--columns", nargs="*", default=None, help="other metrics to show (default: all)")
+    board_cmd.add_argument("--out", default=None, help="folder for leaderboard.csv/.md/.png (default: DIR)")
     check_cmd = commands.add_parser("check", help="check a W&B sweep YAML and compose every setting with Hydra")
     check_cmd.add_argument("sweep", help="a sweep file, e.g. configs/sweeps/train_grid.yaml")
     check_cmd.add_argument("--limit", type=int, default=64, help="check at most this many settings")
@@ -36,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             failed = [r for r in results.rows if r["status"] != "ok"]
             print(f"{len(results.rows)} jobs ({len(failed)} not ok); metric: {results.metric}")
             for path in results.files.values():
+                print(path)
+        elif args.command == "leaderboard":
+            from scout_exp.sweeps.leaderboard import leaderboard
+
+            for path in leaderboard(args.dir, metric=args.metric, columns=args.columns, out_dir=args.out).values():
                 print(path)
         else:
             from scout_exp.sweeps.wandb_sweep import check_sweep

@@ -19,6 +19,7 @@ from scout_exp.data.faceparts import FACE_PARTS
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
+from scout_exp.explain.metric_figures import save_metric_figures
 from scout_exp.explain.pairs import (
     Pair,
     PairDataset,
@@ -34,6 +35,8 @@ from scout_exp.explain.verification import VerificationExplainer
 from scout_exp.explain.verify_loop import VerifyModule
 from scout_exp.explain.writer import PRMeans, RecordWriter, iter_records, remove_record_files, write_explanations
 from scout_exp.io import save_json
+from scout_exp.metrics import MetricSettings, check_metrics, summarise
+from scout_exp.metrics.stats import is_score
 from scout_exp.mirror import mirror_run
 from scout_exp.tasks.recogniser import Recogniser, load_recogniser
 
@@ -81,7 +84,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         return {}
     if cfg.get("align"):
         summary["align"] = cfg.align
-    summary, figures, table, curve = _summarise(summary, iter_records(out), recogniser, mode)
+    summary, figures, table, curve, items = _summarise(summary, iter_records(out), recogniser, mode)
+    figures += save_metric_figures(out / "figures", [{"image_1": i} for i in items], summary.get("metrics", ()))
     if curve:
         save_pr_figure(
             out / "figures" / "pr_curve.png",
@@ -127,6 +131,12 @@ def _scout_module(
         max_figures=cfg.max_figures,
         part_names=FACE_PARTS if faceparts is not None else None,
         class_names=recogniser.class_names,
+        metrics=_metrics(cfg, faceparts),
+        metric_settings=MetricSettings(
+            part_names=FACE_PARTS if faceparts is not None else (),
+            area_fraction=cfg.segment.area_fraction,
+            **to_container(cfg.metric_options),
+        ),
     )
     summary = {
         "status": "ok",
@@ -136,6 +146,7 @@ def _scout_module(
         "layer": explainer.attribution.layer_name,
         "confidence": cfg.head.name,
         "variant": cfg.variant,
+        "metrics": list(settings.metrics),
     }
     if recogniser.class_names is not None:
         summary["gallery"] = recogniser.class_names
@@ -184,10 +195,12 @@ SCORE_COLUMNS = [
 
 def _summarise(
     summary: dict[str, Any], records: Iterable[dict[str, Any]], recogniser: Recogniser, mode: str
-) -> tuple[dict[str, Any], list[str], list[list[Any]], dict[str, Any] | None]:
-    """One streamed pass over the records: the summary's scores, the figure paths, the score table rows
-    and the mean PR curve (None without FaceParts ground truth)."""
+) -> tuple[dict[str, Any], list[str], list[list[Any]], dict[str, Any] | None, list[dict[str, Any]]]:
+    """One streamed pass over the records: the summary's scores (means with 95% bootstrap CIs), the
+    figure paths, the score table rows, the mean PR curve (None without FaceParts ground truth) and
+    the per-image metric values (scalars and curves only, for the metric figures)."""
     pr, figures, rows, n, cosine = PRMeans(), [], [], 0, 0.0
+    items: list[dict[str, Any]] = []
     for record in records:
         n += 1
         if "figure" in record:
@@ -196,6 +209,7 @@ def _summarise(
             cosine += record["cosine"]
             continue
         pr.add(record)
+        items += [_metric_values(record[side]) for side in ("image_1", "image_2") if side in record]
         rows += [
             [record["pair"], side, *(record[f"image_{side}"].get(c) for c in SCORE_COLUMNS[2:])]
             for side in (1, 2)
@@ -204,11 +218,28 @@ def _summarise(
     summary["pairs"] = n
     if mode == "verify":
         summary["mean_cosine"] = cosine / n if n else float("nan")
-        return summary, figures, [], None
+        return summary, figures, [], None, []
     scores = pr.result(AREA_FRACTIONS)
     curve = scores.pop("pr_curve", None)
     summary.update(scores)
-    return summary, figures, rows, curve
+    summary.update(summarise(items))
+    return summary, figures, rows, curve, items
+
+
+def _metric_values(item: dict[str, Any]) -> dict[str, Any]:
+    """The metric fields of one image's record (what :func:`summarise` and the metric figures read)."""
+    return {k: v for k, v in item.items() if is_score(k) or k.endswith("_curve") or k in ("part_mass", "part_effects")}
+
+
+def _metrics(cfg: DictConfig, faceparts: Any) -> tuple[str, ...]:
+    """``metrics`` of the config, validated; null: ``[parts]`` on FaceParts, none elsewhere."""
+    names = cfg.get("metrics")
+    if names is None:
+        return ("parts",) if faceparts is not None else ()
+    if isinstance(names, str):
+        names = [names]
+    data = "FaceParts" if faceparts is not None else ("the images=[...] input" if cfg.images else "the pairs file")
+    return tuple(check_metrics(list(names), faceparts is not None, data))
 
 
 def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:

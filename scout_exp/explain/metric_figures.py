@@ -1,0 +1,48 @@
+"""Figures of the explanation metrics: mean deletion/insertion curves, part effect against attribution mass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from scout_exp.io import save_figure  # noqa: E402
+
+
+def _items(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r[k] for r in records for k in ("image_1", "image_2") if k in r]
+
+
+def save_metric_figures(folder: Path, records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
+    """Write the figures the chosen metrics have; returns their names relative to the run folder."""
+    items, names = _items(records), []
+    curves = {m: [i[f"{m}_curve"] for i in items if f"{m}_curve" in i] for m in ("deletion", "insertion")}
+    if any(curves.values()):
+        fig, ax = plt.subplots(figsize=(4.5, 3.4))
+        for mode, rows in curves.items():
+            if rows:
+                c = np.array(rows, dtype=float)
+                x = np.linspace(0, 1, c.shape[1])
+                auc = np.nanmean([i[f"{mode}_auc"] for i in items if i.get(f"{mode}_auc") is not None])
+                ax.plot(x, np.nanmean(c, 0), label=f"{mode} (AUC {auc:.2f})")
+        ax.set_xlabel("fraction of pixels removed / inserted (most important first)")
+        ax.set_ylabel("margin logit_a - logit_b")
+        ax.legend()
+        save_figure(fig, folder / "perturbation_curves.png")
+        names.append("figures/perturbation_curves.png")
+    pts = [(i["part_mass"].get(p, 0.0), d) for i in items if "part_effects" in i for p, d in i["part_effects"].items()]
+    if pts:
+        fig, ax = plt.subplots(figsize=(4.5, 3.4))
+        m, d = np.array(pts).T
+        ax.scatter(m, d, s=8, alpha=0.6)
+        ax.set_xlabel("attribution mass on the part (share of the map)")
+        ax.set_ylabel("effect on the margin of switching the part")
+        save_figure(fig, folder / "part_effects.png")
+        names.append("figures/part_effects.png")
+    return names

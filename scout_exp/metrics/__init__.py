@@ -1,0 +1,203 @@
+"""Explanation-quality metrics: pure functions on tensors (no Hydra, no Lightning).
+
+One entry point for a task: :func:`score_batch` scores a batch of maps with the chosen metrics
+and their chance rows; :func:`summarise` turns the per-image records into means with 95%
+bootstrap confidence intervals. The definitions and their sources are in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from scout_exp.errors import UserError
+from scout_exp.metrics.chance import centre_prior, random_maps
+from scout_exp.metrics.interventions import intervention_scores, part_effects, single_part_share
+from scout_exp.metrics.parts import area_pixels, part_mass, pr_curves, whole_face_precision_recall
+from scout_exp.metrics.perturbation import ScoreFn, perturbation_curves, pixel_ranks
+from scout_exp.metrics.randomisation import cascading_randomisation
+from scout_exp.metrics.stats import mean_ci, summarise
+
+__all__ = [
+    "METRICS",
+    "PART_METRICS",
+    "MetricSettings",
+    "check_metrics",
+    "margin_fn",
+    "mean_ci",
+    "perturbation_curves",
+    "score_batch",
+    "summarise",
+]
+
+#: parts: SCOUT part precision/recall and PR curve; interventions: part effects on the margin;
+#: deletion / insertion: RISE curves and AUC; randomisation: cascading parameter randomisation.
+METRICS = ("parts", "interventions", "deletion", "insertion", "randomisation")
+PART_METRICS = ("parts", "interventions")  # need part annotations (FaceParts)
+
+
+def check_metrics(metrics: Sequence[str], has_parts: bool, data: str) -> list[str]:
+    """The validated metric list; UserError naming the bad metric (with the choices) or the data."""
+    out = []
+    for m in metrics:
+        if m not in METRICS:
+            raise UserError(f"unknown metric {m!r}; choose from: {', '.join(METRICS)}")
+        if m in PART_METRICS and not has_parts:
+            raise UserError(
+                f"metric {m!r} needs part annotations and {data} has none; "
+                f"use FaceParts (split=...) or metrics without parts ({', '.join(x for x in METRICS if x not in PART_METRICS)})"
+            )
+        out.append(m)
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class MetricSettings:
+    """Protocol parameters (defaults: SCOUT's area fractions, RISE's blur baseline)."""
+
+    part_names: Sequence[str] = ()
+    area_fraction: float = 0.1
+    fractions: Sequence[float] = field(
+        default_factory=lambda: (0.005,) + tuple(round(0.01 * i, 2) for i in range(1, 100))
+    )
+    min_coverage: float = 0.5
+    chance_draws: int = 8
+    centre: tuple[float, float] = (0.5, 0.55)
+    centre_sigma: float = 0.25
+    steps: int = 56
+    baseline: str = "blur"
+    batch_size: int = 64
+    seed: int = 0
+
+
+def score_batch(
+    metrics: Sequence[str],
+    *,
+    images: Tensor,
+    maps: Tensor,
+    settings: MetricSettings,
+    score_fn: ScoreFn | None = None,
+    part_maps: Tensor | None = None,
+    discriminative: Tensor | None = None,
+    switched: Sequence[dict[int, Tensor]] | None = None,
+    model: nn.Module | None = None,
+    explain_fn: Callable[[Tensor], Tensor] | None = None,
+) -> list[dict[str, object]]:
+    """Per-image metric records (JSON-ready) for a batch; chance rows are keys ``chance_*``.
+
+    Shapes: ``images`` (B, C, H, W) as the model sees them; ``maps`` (B, h, w) raw at the target
+    layer's resolution; ``part_maps`` (B, H, W) part indices (-1 elsewhere); ``discriminative``
+    (B, P) bool; ``switched[i]`` part index -> switched (C, H, W) image of ``images[i]``.
+    ``score_fn(x, index)``: (N, C, H, W) perturbed images and (N,) the image each row derives from
+    -> (N,) explained scores (SCOUT: :func:`margin_fn`). ``explain_fn`` recomputes ``maps`` from
+    ``images`` with ``model`` (randomisation).
+    """
+    b, _, h, w = images.shape
+    out: list[dict[str, object]] = [{} for _ in range(b)]
+    gen = torch.Generator().manual_seed(settings.seed)
+    maps = maps.detach().float().cpu()
+    chance = random_maps(b, tuple(maps.shape[-2:]), settings.chance_draws, gen)
+    names = list(settings.part_names)
+    if "parts" in metrics or "interventions" in metrics:
+        assert part_maps is not None and discriminative is not None
+        fracs = [settings.area_fraction] + list(settings.fractions)
+        prec, rec, inside = pr_curves(maps, part_maps, discriminative, fracs, settings.min_coverage)
+        centre = centre_prior(b, (h, w), settings.centre, settings.centre_sigma)
+        pc, rc, _ = pr_curves(centre, part_maps, discriminative, fracs[:1], settings.min_coverage)
+        rand = [pr_curves(c, part_maps, discriminative, fracs[:1], settings.min_coverage) for c in chance]
+        fp, fr = whole_face_precision_recall(part_maps, discriminative)
+    if "parts" in metrics:
+        rp = torch.stack([r[0][:, 0] for r in rand]).nanmean(0)
+        rr = torch.stack([r[1][:, 0] for r in rand]).nanmean(0)
+        for i in range(b):
+            out[i].update(
+                precision=_f(prec[i, 0]),
+                recall=_f(rec[i, 0]),
+                parts_in_segment=[names[p] for p in torch.nonzero(inside[i, 0]).flatten().tolist()],
+                pr_precision=[_f(v) for v in prec[i, 1:]],
+                pr_recall=[_f(v) for v in rec[i, 1:]],
+                chance_random_precision=_f(rp[i]),
+                chance_random_recall=_f(rr[i]),
+                chance_face_precision=_f(fp[i]),
+                chance_face_recall=_f(fr[i]),
+                chance_centre_precision=_f(pc[i, 0]),
+                chance_centre_recall=_f(rc[i, 0]),
+            )
+    if "interventions" in metrics:
+        assert score_fn is not None and switched is not None and part_maps is not None and discriminative is not None
+        p = discriminative.shape[1]
+        effects = part_effects(score_fn, images, switched, p, settings.batch_size)
+        sw = torch.zeros(b, p, dtype=torch.bool)
+        for i, row in enumerate(switched):
+            sw[i, list(row)] = True
+        visible = torch.stack([(part_maps.reshape(b, -1) == k).any(1) for k in range(p)], 1)
+        scores = intervention_scores(part_mass(maps, part_maps, p), effects, visible, inside[:, 0], sw)
+        k = area_pixels(settings.area_fraction, h * w)
+        segments = pixel_ranks(maps, (h, w)) < k
+        share = single_part_share(segments, part_maps, sw)
+        rand_scores = [
+            intervention_scores(part_mass(c, part_maps, p), effects, visible, r[2][:, 0], sw)
+            for c, r in zip(chance, rand)
+        ]
+        rand_share = torch.stack([single_part_share(pixel_ranks(c, (h, w)) < k, part_maps, sw) for c in chance])
+        for i in range(b):
+            out[i].update(
+                part_effects={
+                    names[j]: round(float(effects[i, j]), 6) for j in torch.nonzero(sw[i]).flatten().tolist()
+                },
+                part_mass={
+                    names[j]: round(float(v), 6)
+                    for j, v in enumerate(part_mass(maps[i : i + 1], part_maps[i : i + 1], p)[0])
+                    if visible[i, j]
+                },
+                intervention_spearman=_f(scores["intervention_spearman"][i]),
+                top_part_hit=_f(scores["top_part_hit"][i]),
+                single_part_share=_f(share[i]),
+                chance_random_intervention_spearman=_f(
+                    torch.stack([r["intervention_spearman"][i] for r in rand_scores]).nanmean()
+                ),
+                chance_random_top_part_hit=_f(torch.stack([r["top_part_hit"][i] for r in rand_scores]).nanmean()),
+                chance_random_single_part_share=_f(rand_share[:, i].nanmean()),
+            )
+    for mode in ("deletion", "insertion"):
+        if mode in metrics:
+            assert score_fn is not None
+            kw = dict(mode=mode, baseline=settings.baseline, steps=settings.steps, batch_size=settings.batch_size)
+            curves, auc = perturbation_curves(score_fn, images, maps, **kw)
+            _, rand_auc = perturbation_curves(score_fn, images, chance[0], **kw)
+            for i in range(b):
+                out[i].update(
+                    {
+                        f"{mode}_auc": _f(auc[i]),
+                        f"{mode}_curve": [round(float(v), 5) for v in curves[i]],
+                        f"chance_random_{mode}_auc": _f(rand_auc[i]),
+                    }
+                )
+    if "randomisation" in metrics:
+        assert model is not None and explain_fn is not None
+        blocks, rho, rho_abs = cascading_randomisation(model, explain_fn, images, seed=settings.seed)
+        for i in range(b):
+            out[i].update({f"randomisation_spearman_{n}": _f(rho[i, j]) for j, n in enumerate(blocks)})
+            out[i].update({f"randomisation_abs_spearman_{n}": _f(rho_abs[i, j]) for j, n in enumerate(blocks)})
+    return out
+
+
+def margin_fn(logits_fn: Callable[[Tensor], Tensor], class_a: Tensor, class_b: Tensor) -> ScoreFn:
+    """SCOUT's explained score ``m = logit_a - logit_b`` as a :data:`ScoreFn`: row n of the input
+    derives from image ``index[n]``, explained as ``class_a[index[n]]`` against ``class_b[index[n]]``."""
+
+    def score(x: Tensor, index: Tensor) -> Tensor:
+        logits = logits_fn(x)
+        idx = index.to(logits.device)
+        a, b = class_a.to(logits.device)[idx], class_b.to(logits.device)[idx]
+        return logits.gather(1, a[:, None])[:, 0] - logits.gather(1, b[:, None])[:, 0]
+
+    return score
+
+
+def _f(v: Tensor | float) -> float | None:
+    x = float(v)
+    return None if x != x else round(x, 6)
