@@ -24,6 +24,7 @@ from scout_exp.config import to_container
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.models import create_model, split_classifier
+from scout_exp.training.margin import is_margin_checkpoint, load_embedder
 from scout_exp.training.module import load_classifier, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Recogniser:
     layer_prefix: str = ""  # where the configured network sits inside ``model`` ("embedder." in a gallery)
     embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
     same_person_distance: float | None = None  # descriptor distance below which a pair is one person
+    unseen_identities: list[int] | None = None  # FaceParts identities a margin-trained embedder never trained on
 
     def layer(self, name: str | None) -> str | None:
         """The attribution layer: ``name`` (a layer of the configured network) or the model's default."""
@@ -64,6 +66,13 @@ def load_recogniser(cfg: DictConfig) -> Recogniser:
     gallery_cfg = to_container(cfg.gallery) if cfg.get("gallery") is not None else {}
     outputs_embeddings = recogniser.embedder is not None
     if cfg.get("mode", "scout") == "verify":
+        if recogniser.embedder is None and not has_gallery(gallery_cfg):
+            raise UserError(
+                f"mode=verify compares face descriptors, but {recogniser.source} is a classifier with no embedding "
+                "and no gallery: train an embedder (python train.py experiment=verify_embedder) and pass its "
+                "ckpt_path, use a model with an embedding (model=face_descriptor), or enrol a gallery "
+                "(gallery.folder=...) to compare the classifier's pooled features"
+            )
         recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
         return recogniser
     if not has_gallery(gallery_cfg):
@@ -152,6 +161,12 @@ def _classes_in_weight_file(path: str) -> int:
 def from_checkpoint(path: Path, head: str, layer: str | None = None) -> Recogniser:
     """Rebuild the trained network (and, for ``head=hardness``, its hardness predictor, explained at ``layer``)."""
     hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    if is_margin_checkpoint(hparams):  # a margin-softmax face embedder (train.py head=arcface)
+        embedder = load_embedder(path)
+        spec = InputSpec.from_config(embedder.hparams["input_spec"] or {})
+        unseen = list(range(embedder.num_train, int(embedder.hparams["num_classes"])))
+        model = embedder.model.eval()
+        return Recogniser(model, spec, hparams.get("target_layer"), str(path), embedder=model, unseen_identities=unseen)
     is_hardness = "trunk" in hparams
     if head == "hardness":
         if not is_hardness:

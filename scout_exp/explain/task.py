@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
+from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
@@ -28,7 +29,8 @@ from scout_exp.explain.pairs import (
 from scout_exp.explain.predict import ExplainModule, ExplainSettings, mean_pr
 from scout_exp.explain.recogniser import Recogniser, load_recogniser
 from scout_exp.explain.scout import ScoutExplainer
-from scout_exp.explain.verification import VerificationExplainer, explain_pairs
+from scout_exp.explain.verification import BLACK_BOX, VerificationExplainer, explain_pairs
+from scout_exp.explain.verify_benchmark import explain_triplets, triplet_summary
 from scout_exp.io import save_json
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
+    if mode == "verify" and cfg.get("pairs") == "triplets":
+        return _verify(cfg, recogniser, triplet_dataset(cfg, recogniser, preprocess), out, start)
     faceparts, pairs = select_pairs(cfg)
     dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
     if mode == "verify":
@@ -122,35 +126,33 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path, start: float) -> dict[str, Any]:
-    """``mode=verify``: similar/different evidence maps of every pair (:mod:`scout_exp.explain.verification`)."""
-    if cfg.attribution.method != "gradxact":
-        raise UserError(
-            f"mode=verify maps the cosine similarity with gradient x activation; drop "
-            f"attribution={cfg.attribution.method} (or use attribution=gradxact)"
-        )
+def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: Any, out: Path, start: float) -> dict[str, Any]:
+    """``mode=verify``: similar/different evidence maps of every pair or triplet (:mod:`scout_exp.explain.verification`)."""
     # verification pairs are few: one device, the first GPU when the trainer config allows one
     use_gpu = torch.cuda.is_available() and str(cfg.trainer.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
     recogniser.embedder.to("cuda" if use_gpu else "cpu")
-    explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
-    records = explain_pairs(
-        explainer,
-        dataset,
-        out,
-        threshold=recogniser.same_person_distance,
-        batch_size=cfg.batch_size,
-        max_figures=cfg.max_figures,
-        save_maps=cfg.save_maps,
-    )
+    method = cfg.attribution.method
+    options = {k: v for k, v in to_container(cfg.attribution).items() if k not in ("method", "layer")}
+    # a black-box method reads no layer: only an explicitly asked one counts (and is refused)
+    layer = cfg.attribution.layer if method in BLACK_BOX else cfg.attribution.layer or recogniser.target_layer
+    explainer = VerificationExplainer(recogniser.embedder, layer, method, **options)
+    settings = {"batch_size": cfg.batch_size, "max_figures": cfg.max_figures, "save_maps": cfg.save_maps}
+    if isinstance(dataset, TripletDataset):
+        records = explain_triplets(explainer, dataset, out, **settings)
+        scores = triplet_summary(records)
+    else:
+        records = explain_pairs(explainer, dataset, out, threshold=recogniser.same_person_distance, **settings)
+        scores = {"pairs": len(records)}
+    cosines = [r.get("cosine", r.get("cosine_non_mate")) for r in records]
     summary = {
         "status": "ok",
         "task": "explain",
         "mode": "verify",
         "checkpoint": recogniser.source,
-        "attribution": "gradxact",
+        "attribution": method,
         "layer": explainer.layer_name,
-        "pairs": len(records),
-        "mean_cosine": float(np.mean([r["cosine"] for r in records])),
+        **scores,
+        "mean_cosine": float(np.mean(cosines)),
         "wall_time_s": round(time.perf_counter() - start, 3),
     }
     if cfg.get("align"):
@@ -162,11 +164,30 @@ def _verify(cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: 
         logger.log_hyperparams(to_container(cfg))
         experiment = getattr(logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "summary"):
-            experiment.summary.update(summary)
+            experiment.summary.update({k: v for k, v in summary.items() if v is not None})
             if figures:
                 logger.log_image(key="verification", images=[str(out / f) for f in figures])
     log.info("explanations: %s", out / "explanations.json")
     return summary
+
+
+def triplet_dataset(cfg: DictConfig, recogniser: Recogniser, preprocess: Preprocess) -> TripletDataset:
+    """``max_pairs`` FaceParts triplets: of the identities the embedder never saw when it says so, else of ``split``."""
+    datamodule = instantiate(cfg.data, input_spec=None)
+    faceparts = getattr(datamodule, "faceparts", None)
+    if faceparts is None:
+        raise UserError(f"pairs=triplets needs data=faceparts; {cfg.data._target_} has no parts to switch")
+    datamodule.setup()
+    if recogniser.unseen_identities is not None:
+        unseen = set(recogniser.unseen_identities)
+        indices = [i for i in range(len(faceparts)) if faceparts.identity_of(i) in unseen]
+    else:
+        split = cfg.split or "val"
+        if split not in datamodule.splits:
+            raise UserError(f"unknown split {split!r}; choose train, val or test")
+        indices = datamodule.splits[split].tolist()
+    triplets = make_triplets(faceparts, indices, int(cfg.max_pairs or 200), seed=int(cfg.seed))
+    return TripletDataset(faceparts, triplets, preprocess)
 
 
 def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:

@@ -126,6 +126,12 @@ class VerificationExplainer:
             raise UserError(f"the embedder must output (B, D) descriptors, got {shape}")
         return out
 
+    def embed_no_grad(self, x: Tensor) -> Tensor:
+        """(B, D) float descriptors of ``x`` in eval mode, without autograd."""
+        module = self.embedder if isinstance(self.embedder, nn.Module) else nn.Identity()
+        with frozen_eval(module), torch.no_grad():
+            return self._embed(x).float()
+
     def explain(self, probe: Tensor, reference: Tensor) -> VerificationExplanation:
         """Explain each ``(probe[b], reference[b])`` pair in both directions (module docstring)."""
         if probe.shape != reference.shape:
@@ -135,9 +141,9 @@ class VerificationExplainer:
         batch = probe.shape[0]
         x = torch.cat([probe, reference])
         module = self.embedder if isinstance(self.embedder, nn.Module) else nn.Identity()
-        with frozen_eval(module), torch.no_grad():
-            descriptors = self._embed(x).float()
-        unit = F.normalize(descriptors, dim=1)
+        descriptors = self.embed_no_grad(x)
+        # float64 cosines: at a pair of identical images the gradient is exactly 0 up to float64 rounding
+        unit = F.normalize(descriptors.double(), dim=1)
         partner = torch.cat([unit[batch:], unit[:batch]])
         if self.method is None:
             with frozen_eval(module):
@@ -150,13 +156,13 @@ class VerificationExplainer:
                     raise UserError(f"the embedder must output (B, D) descriptors, got shape {tuple(out.shape)}")
                 # row r belongs to sample r mod 2B (the adapters' convention for repeated rows)
                 rows = torch.arange(out.shape[0], device=out.device) % partner.shape[0]
-                q = (F.normalize(out.float(), dim=1) * partner[rows]).sum(dim=1)
+                q = (F.normalize(out.double(), dim=1) * partner[rows]).sum(dim=1)
                 return torch.stack([q, -q], dim=1)
 
             maps = self.method(x, targets).float()
             similar, different = maps[:, 0].clamp(min=0), maps[:, 1].clamp(min=0)
         return VerificationExplanation(
-            cosine=(unit[:batch] * unit[batch:]).sum(dim=1),
+            cosine=(unit[:batch] * unit[batch:]).sum(dim=1).float(),
             distance=(descriptors[:batch] - descriptors[batch:]).norm(dim=1),
             similar=torch.stack([similar[:batch], similar[batch:]]),
             different=torch.stack([different[:batch], different[batch:]]),
@@ -169,7 +175,7 @@ class VerificationExplainer:
         )
 
         def score(masked: Tensor, sample: Tensor) -> Tensor:
-            return (F.normalize(self._embed(masked).float(), dim=1) * partner[sample]).sum(dim=1)
+            return (F.normalize(self._embed(masked).double(), dim=1) * partner[sample]).sum(dim=1)
 
         return rise_maps(score, x, masks, float(self.rise["keep"]), int(self.rise["batch_size"]))
 
