@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scout_exp.attribution.rise import rise_maps, rise_masks
 from scout_exp.attribution.base import normalise, upsample
+from scout_exp.attribution.rise import rise_maps, rise_masks
 from scout_exp.errors import UserError
 from scout_exp.explain.verification import VerificationExplainer, pair_record, side_record
 
@@ -46,9 +46,9 @@ HAND = {
     "layercam": lambda a, g: torch.relu((torch.relu(g) * a).sum(1)),
     "gradcampp": lambda a, g: torch.relu(
         (
-            (
-                torch.nan_to_num(g**2 / (2 * g**2 + a.sum(dim=(-2, -1), keepdim=True) * g**3)) * torch.relu(g)
-            ).sum(dim=(-2, -1), keepdim=True)
+            (torch.nan_to_num(g**2 / (2 * g**2 + a.sum(dim=(-2, -1), keepdim=True) * g**3)) * torch.relu(g)).sum(
+                dim=(-2, -1), keepdim=True
+            )
             * a
         ).sum(1)
     ),
