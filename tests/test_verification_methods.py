@@ -128,3 +128,12 @@ def test_bad_method_requests_are_one_line() -> None:
         VerificationExplainer(net, None, "rise", keep=1.0)
     with pytest.raises(UserError, match="use attribution=rise"):
         VerificationExplainer(lambda x: x.flatten(1), None, "gradcam")
+
+
+@pytest.mark.slow
+def test_verify_bench_times_every_method() -> None:
+    from scout_exp.bench import verify as bench_verify
+
+    result = bench_verify.main(batch=1, size=32, repeats=1, masks=4)
+    assert set(result["methods"]) == set(bench_verify.METHODS)
+    assert all(r["wall_s_per_pair"] > 0 for r in result["methods"].values())

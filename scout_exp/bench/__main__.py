@@ -1,4 +1,4 @@
-"""``python -m scout_exp.bench {data,train,explain}``: run one benchmark, print its JSON result."""
+"""``python -m scout_exp.bench {data,train,explain,verify}``: run one benchmark, print its JSON result."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 
-BENCHES = ("data", "train", "explain")
+BENCHES = ("data", "train", "explain", "verify")
 
 
 def main() -> None:
