@@ -49,6 +49,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if cfg.segment.threshold is None and not 0 < cfg.segment.area_fraction <= 1:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
+    if mode == "scout" and cfg.attribution.method in BLACK_BOX:
+        raise UserError(f"attribution={cfg.attribution.method} explains similarity scores: use it with mode=verify")
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
     if mode == "verify" and cfg.get("pairs") == "triplets":

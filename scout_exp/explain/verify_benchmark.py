@@ -108,7 +108,8 @@ def explain_triplets(
         similar, different = image_size_maps(e, tuple(probe.shape[-2:]))
         truth = batch["truth"].numpy()
         scores = inpainting_scores(different[1], truth)
-        mate_cosine = _cosines(explainer, probe, mate)
+        probe_units = F.normalize(explainer.embed_no_grad(probe), dim=1)
+        mate_cosine = (probe_units * F.normalize(explainer.embed_no_grad(mate), dim=1)).sum(dim=1)
         for b, index in enumerate(batch["index"].tolist()):
             t = dataset.triplets[index]
             record: dict[str, Any] = {
@@ -125,10 +126,9 @@ def explain_triplets(
                 "share": _finite_or_none(scores["share"][b]),
                 "hit": _finite_or_none(scores["hit"][b]),
             }
-            partner = F.normalize(explainer.embed_no_grad(probe[b : b + 1]), dim=1)
             record.update(
                 perturbation_aucs(
-                    lambda x, p=partner: (F.normalize(explainer.embed_no_grad(x), dim=1) * p).sum(dim=1),
+                    lambda x, p=probe_units[b]: (F.normalize(explainer.embed_no_grad(x), dim=1) * p).sum(dim=1),
                     non_mate[b],
                     torch.from_numpy(different[1, b]),
                 )
@@ -169,10 +169,6 @@ def triplet_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     out["degenerate"] = sum(r["non_mate_side"]["degenerate"] for r in records)
     out["mate_closer"] = float(np.mean([r["cosine_mate"] > r["cosine_non_mate"] for r in records]))
     return out
-
-
-def _cosines(explainer: VerificationExplainer, a: Tensor, b: Tensor) -> Tensor:
-    return (F.normalize(explainer.embed_no_grad(a), dim=1) * F.normalize(explainer.embed_no_grad(b), dim=1)).sum(1)
 
 
 def _outline(image: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -165,6 +165,10 @@ class MarginEmbedderModule(ClassifierModule):
     def final_metrics(self, trainer: pl.Trainer, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
         """Verification on the held-out identities' images of ``eval_split``: ROC figure, TAR@FAR, EER."""
         split = self.hparams.eval_split
+        if getattr(datamodule, "faceparts", None) is None:
+            raise UserError(
+                "a margin-softmax embedder measures verification on held-out FaceParts identities: use data=faceparts"
+            )
         indices = [
             int(i) for i in datamodule.splits[split] if datamodule.faceparts.identity_of(int(i)) >= self.num_train
         ]
