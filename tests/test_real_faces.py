@@ -90,9 +90,9 @@ def test_agreeing_half_is_similar_and_opposite_half_different() -> None:
     ref = probe.clone()
     ref[..., 4:] = -ref[..., 4:]  # right half opposite, left half identical
     e = VerificationExplainer(FlatEmbedder(), "feat").explain(probe, ref)
-    for m in (e.probe_map[0], e.reference_map[0]):
+    for k, m in enumerate((e.probe_map[0], e.reference_map[0])):
         assert (m[:, :4] > 0).all() and (m[:, 4:] < 0).all()
-        assert e.similar(m)[:, 4:].sum() == 0 and e.different(m)[:, :4].sum() == 0
+        assert e.similar[k, 0][:, 4:].sum() == 0 and e.different[k, 0][:, :4].sum() == 0
     record = pair_record(e, 0, threshold=0.6)
     total = record["probe"]["similar_mass"] + record["probe"]["different_mass"]
     assert record["probe"]["similar_share"] == pytest.approx(record["probe"]["similar_mass"] / total)

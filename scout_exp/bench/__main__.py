@@ -1,4 +1,4 @@
-"""``python -m scout_exp.bench {data,train,explain,explain_e2e,metrics}``: run one benchmark, print its JSON result."""
+"""``python -m scout_exp.bench {data,train,explain,explain_e2e,metrics,verify}``: run one benchmark, print its JSON result."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 
-BENCHES = ("data", "train", "explain", "explain_e2e", "metrics")
+BENCHES = ("data", "train", "explain", "explain_e2e", "metrics", "verify")
 
 
 def main() -> None:

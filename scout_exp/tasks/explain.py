@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,10 +13,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
 from scout_exp.data.faceparts import FACE_PARTS
+from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import save_pr_figure
@@ -31,7 +33,8 @@ from scout_exp.explain.pairs import (
 from scout_exp.explain.predict import ExplainModule, ExplainSettings
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.explain.segments import AREA_FRACTIONS
-from scout_exp.explain.verification import VerificationExplainer
+from scout_exp.explain.verification import BLACK_BOX, VerificationExplainer
+from scout_exp.explain.verify_benchmark import triplet_summary
 from scout_exp.explain.verify_loop import VerifyModule
 from scout_exp.explain.writer import PRMeans, RecordWriter, iter_records, remove_record_files, write_explanations
 from scout_exp.io import save_json
@@ -60,10 +63,15 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if cfg.segment.threshold is None and not 0 < cfg.segment.area_fraction <= 1:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
+    if mode == "scout" and cfg.attribution.method in BLACK_BOX:
+        raise UserError(f"attribution={cfg.attribution.method} explains similarity scores: use it with mode=verify")
     recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
-    faceparts, pairs = select_pairs(cfg)
-    dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
+    if mode == "verify" and cfg.get("pairs") == "triplets":
+        dataset: Dataset = triplet_dataset(cfg, recogniser, preprocess)
+    else:
+        faceparts, pairs = select_pairs(cfg)
+        dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
     if mode == "verify":
         module, summary = _verify_module(cfg, recogniser, dataset, out)
     else:
@@ -154,28 +162,45 @@ def _scout_module(
 
 
 def _verify_module(
-    cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, out: Path
+    cfg: DictConfig, recogniser: Recogniser, dataset: Dataset, out: Path
 ) -> tuple[VerifyModule, dict[str, Any]]:
-    """``mode=verify``: similar/different evidence maps of every pair (:mod:`scout_exp.explain.verification`)."""
-    if cfg.attribution.method != "gradxact":
-        raise UserError(
-            f"mode=verify maps the cosine similarity with gradient x activation; drop "
-            f"attribution={cfg.attribution.method} (or use attribution=gradxact)"
-        )
-    missing = [p.name for p in dataset.pairs if p.image_2 is None]
-    if missing:
-        raise UserError(f"mode=verify needs two images per pair; {', '.join(missing[:3])} has one")
-    explainer = VerificationExplainer(recogniser.embedder, cfg.attribution.layer or recogniser.target_layer)
+    """``mode=verify``: similar/different evidence maps of every pair or triplet, with any attribution
+    method (:mod:`scout_exp.explain.verification`)."""
+    method = cfg.attribution.method
+    options = {k: v for k, v in to_container(cfg.attribution).items() if k not in ("method", "layer", "kwargs")}
+    options.update(to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {})
+    # a black-box method reads no layer: only an explicitly asked one counts (and is refused)
+    layer = cfg.attribution.layer if method in BLACK_BOX else cfg.attribution.layer or recogniser.target_layer
+    explainer = VerificationExplainer(recogniser.embedder, layer, method, **options)
     module = VerifyModule(explainer, dataset, out, recogniser.same_person_distance, cfg.max_figures, cfg.save_maps)
     summary = {
         "status": "ok",
         "task": "explain",
         "mode": "verify",
         "checkpoint": recogniser.source,
-        "attribution": "gradxact",
+        "attribution": method,
         "layer": explainer.layer_name,
     }
     return module, summary
+
+
+def triplet_dataset(cfg: DictConfig, recogniser: Recogniser, preprocess: Preprocess) -> TripletDataset:
+    """``max_pairs`` FaceParts triplets: of the identities the embedder never saw when it says so, else of ``split``."""
+    datamodule = instantiate(cfg.data, input_spec=None)
+    faceparts = getattr(datamodule, "faceparts", None)
+    if faceparts is None:
+        raise UserError(f"pairs=triplets needs data=faceparts; {cfg.data._target_} has no parts to switch")
+    datamodule.setup()
+    if recogniser.unseen_identities is not None:
+        unseen = set(recogniser.unseen_identities)
+        indices = [i for i in range(len(faceparts)) if faceparts.identity_of(i) in unseen]
+    else:
+        split = cfg.split or "val"
+        if split not in datamodule.splits:
+            raise UserError(f"unknown split {split!r}; choose train, val or test")
+        indices = datamodule.splits[split].tolist()
+    triplets = make_triplets(faceparts, indices, int(cfg.max_pairs or 200), seed=int(cfg.seed))
+    return TripletDataset(faceparts, triplets, preprocess)
 
 
 #: columns of the per-image score table mirrored to W&B
@@ -201,12 +226,15 @@ def _summarise(
     the per-image metric values (scalars and curves only, for the metric figures)."""
     pr, figures, rows, n, cosine = PRMeans(), [], [], 0, 0.0
     items: list[dict[str, Any]] = []
+    triplets: list[dict[str, Any]] = []
     for record in records:
         n += 1
         if "figure" in record:
             figures.append(record["figure"])
         if mode == "verify":
-            cosine += record["cosine"]
+            cosine += record.get("cosine", record.get("cosine_non_mate", math.nan))
+            if "share" in record or "non_mate_side" in record:
+                triplets.append({k: v for k, v in record.items() if not isinstance(v, dict)} | _side(record))
             continue
         pr.add(record)
         items += [_metric_values(record[side]) for side in ("image_1", "image_2") if side in record]
@@ -218,12 +246,19 @@ def _summarise(
     summary["pairs"] = n
     if mode == "verify":
         summary["mean_cosine"] = cosine / n if n else float("nan")
+        if triplets:
+            summary.update(triplet_summary(triplets))
         return summary, figures, [], None, []
     scores = pr.result(AREA_FRACTIONS)
     curve = scores.pop("pr_curve", None)
     summary.update(scores)
     summary.update(summarise(items))
     return summary, figures, rows, curve, items
+
+
+def _side(record: dict[str, Any]) -> dict[str, Any]:
+    """The non-mate side's degenerate flag of a triplet record (what :func:`triplet_summary` reads)."""
+    return {"non_mate_side": {"degenerate": record["non_mate_side"]["degenerate"]}}
 
 
 def _metric_values(item: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Recogniser:
     embedder: nn.Module | None = None  # image -> descriptor, for galleries and mode=verify
     same_person_distance: float | None = None  # descriptor distance below which a pair is one person
     network: str | None = None  # registered model name a checkpoint was trained with
+    unseen_identities: list[int] | None = None  # FaceParts identities a margin-trained embedder never trained on
 
     def layer(self, name: str | None) -> str | None:
         """The attribution layer: ``name`` (a layer of the configured network) or the model's default."""
@@ -74,6 +75,13 @@ def load_recogniser(cfg: DictConfig) -> Recogniser:
     gallery_cfg = to_container(cfg.gallery) if cfg.get("gallery") is not None else {}
     outputs_embeddings = recogniser.embedder is not None
     if cfg.get("mode", "scout") == "verify":
+        if recogniser.embedder is None and not has_gallery(gallery_cfg):
+            raise UserError(
+                f"mode=verify compares face descriptors, but {recogniser.source} is a classifier with no embedding "
+                "and no gallery: train an embedder (python train.py experiment=verify_embedder) and pass its "
+                "ckpt_path, use a model with an embedding (model=face_descriptor), or enrol a gallery "
+                "(gallery.folder=...) to compare the classifier's pooled features"
+            )
         recogniser.embedder = recogniser.embedder or features_of(recogniser.model)
         return recogniser
     if not has_gallery(gallery_cfg):
@@ -160,14 +168,31 @@ def _classes_in_weight_file(path: str) -> int:
 
 def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) -> Recogniser:
     """Rebuild the network a train.py checkpoint holds (dispatching on the objective it records) and
-    attach ``head`` to it (a hardness head takes the checkpoint's predictor, explained at ``layer``)."""
+    attach ``head`` to it (a hardness head takes the checkpoint's predictor, explained at ``layer``).
+
+    A face embedder (an objective whose module has ``unseen_identities``, e.g. ``objective=arcface``)
+    comes back as its own embedder, with the identities it never trained on.
+    """
     module, _ = load_trained(path)
     target_layer = module.hparams.get("target_layer")
-    head.attach(module, layer or target_layer)
     spec = InputSpec.from_config(module.hparams.get("input_spec") or {})
-    return Recogniser(
-        module.model.eval(), head, spec, target_layer, str(path), network=module.hparams.get("model_name")
-    )
+    network = module.hparams.get("model_name")
+    if hasattr(module, "unseen_identities"):
+        if head.needs_training():
+            raise UserError(f"{head.needs_training()}; {path} holds a face embedder")
+        model = module.model.eval()
+        return Recogniser(
+            model,
+            head,
+            spec,
+            target_layer,
+            str(path),
+            embedder=model,
+            network=network,
+            unseen_identities=module.unseen_identities(),
+        )
+    head.attach(module, layer or target_layer)
+    return Recogniser(module.model.eval(), head, spec, target_layer, str(path), network=network)
 
 
 def warn_other_network(configured: str, network: str | None, checkpoint: Any) -> None:
