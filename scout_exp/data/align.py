@@ -1,16 +1,16 @@
 """Face alignment: MTCNN's 5 landmarks mapped onto a per-backbone template by a similarity transform.
 
-Detector: ``facenet_pytorch.MTCNN`` 2.5.3 (weights ship in the wheel; METHOD.md section 5). Its
+Detector: ``facenet_pytorch.MTCNN`` 2.5.3 (weights ship in the wheel; docs/method.md section 5). Its
 landmark order is: eye on the image's left, eye on the image's right, nose tip, mouth corner on
 the left, mouth corner on the right. Templates (pixel coordinates in the output crop):
 
 * ``dlib150`` (face descriptor net): the crop dlib's ``get_face_chip_details(shape, 150, 0.25)``
   makes, expressed for MTCNN's points: eye centres = mean of dlib's mean-face eye contours,
   nose tip = point 30, mouth corners = points 48/54 of dlib's mean face shape (``interpolation.h``);
-* ``vggface2_224`` (VGGFace2 ResNet-50, METHOD.md section 3): the same mean face in a looser
+* ``vggface2_224`` (VGGFace2 ResNet-50, docs/method.md section 3): the same mean face in a looser
   square (side 1.3 mean-face units, centre lifted to y = 0.45), matching SCOUT-Face's MTCNN box
   plus a 15 % margin (measured on the sample images: box width 1.0-1.2 units, centre y 0.44);
-* ``casia110`` (CASIA-Net, 110 then a 96 crop, METHOD.md section 4): the standard ArcFace
+* ``casia110`` (CASIA-Net, 110 then a 96 crop, docs/method.md section 4): the standard ArcFace
   112x112 five-point template scaled to 110 (the exact template of the CASIA ``.dat`` files is
   not published; this is the usual framing for such crops).
 """

@@ -9,7 +9,7 @@ whatever the parts (one keyed generator costs a quarter of several SeedSequence-
 is as independent). Part variants never consume randomness, so ``render(index, swap=...)``
 re-renders the very same nuisance with other part variants: a true counterfactual intervention
 that changes only the swapped parts' pixels (plus anti-aliasing and blur margins).
-This follows the FunnyBirds idea of part-based ground truth (METHOD.md section 6).
+This follows the FunnyBirds idea of part-based ground truth (docs/method.md section 6).
 
 Part map: 0 = background (including background clutter), ``i`` = ``PART_NAMES[i - 1]``; the last
 label, ``occluder``, marks random occluders drawn over the face. A pixel's label is the part drawn

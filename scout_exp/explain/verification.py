@@ -36,10 +36,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from scout_exp.attribution.base import create_attribution, frozen_eval, upsample  # noqa: E402
+from scout_exp.attribution import create_attribution  # noqa: E402
+from scout_exp.attribution.base import upsample  # noqa: E402
 from scout_exp.attribution.rise import check_rise_settings, rise_maps, rise_masks  # noqa: E402
 from scout_exp.errors import UserError  # noqa: E402
 from scout_exp.io import save_figure, save_npz  # noqa: E402
+from scout_exp.modes import frozen_eval  # noqa: E402
 
 #: evidence mass (similar + different, summed over the map) below which a side has no evidence
 DEGENERATE_MASS = 1e-9
