@@ -10,6 +10,7 @@ reaches only one network, so it needs ``trainer.strategy=ddp_find_unused_paramet
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,7 @@ class HardnessModule(ClassifierModule):
             "confidence_samples": m["samples"],
             "confidence_errors": m["errors"],
         }
-        result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "ece_"))})
+        result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "fpr95_", "ece_"))})
         if trainer.is_global_zero:
             title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
             path = save_risk_coverage_figure(report.curves, m, Path(out_dir) / "figures" / "risk_coverage.png", title)
@@ -276,7 +277,8 @@ def load_hardness(path: str | Path) -> HardnessModule:
     hparams = ckpt.get("hyper_parameters")
     if not hparams or "trunk" not in hparams or "model_name" not in hparams:
         raise UserError(f"{path} is not a hardness checkpoint (no trunk hyper-parameter); train one with head=hardness")
-    hparams = {k: v for k, v in hparams.items() if k not in ("init_from", "classifier_ckpt")}
+    accepted = set(inspect.signature(HardnessModule.__init__).parameters) - {"self", "init_from", "classifier_ckpt"}
+    hparams = {k: v for k, v in hparams.items() if k in accepted}  # a post-hoc module's own options do not apply
     module = HardnessModule(**hparams)
     load_state(module, state_dict_of(ckpt, path), path)
     return module.eval()
