@@ -171,6 +171,8 @@ def test_refusals(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_posthoc_command_line_end_to_end(tmp_path: Path) -> None:
     data = ("data.val_fraction=0.25", "data.test_fraction=0.0", "data.calibration_fraction=0.25")
+    for folder in ("clf", "w", "post", "explain"):
+        (tmp_path / folder).mkdir()
     result = run_entry("train.py", *TINY, *data, "logger=none", cwd=tmp_path / "clf")
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt = run_dir(tmp_path / "clf") / "checkpoints" / "last.ckpt"
