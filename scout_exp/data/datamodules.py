@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from scout_exp.data.splits import split_indices
+from scout_exp.data.splits import carve_calibration, split_indices
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 
@@ -43,6 +43,11 @@ class EpochShuffle(Sampler[int]):
 class FaceDataModule(pl.LightningDataModule):
     """Common part: splits, loaders and the backbone's preprocessing.
 
+    ``calibration_fraction`` > 0 carves a ``calibration`` split out of the training part (stratified,
+    the same share of every identity): images a classifier trained on ``train`` never sees, on which
+    a post-hoc hardness predictor learns (``fit_split=calibration`` makes it the split that
+    ``train_dataloader`` serves). The val and test splits do not depend on it.
+
     Subclasses implement :meth:`build` returning the full dataset, its labels and class count.
     """
 
@@ -54,6 +59,8 @@ class FaceDataModule(pl.LightningDataModule):
         seed: int = 0,
         batch_size: int = 64,
         num_workers: int = 0,
+        calibration_fraction: float = 0.0,
+        fit_split: str = "train",
     ) -> None:
         super().__init__()
         self.input_spec = input_spec or InputSpec()
@@ -63,6 +70,10 @@ class FaceDataModule(pl.LightningDataModule):
         self.seed = seed
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.calibration_fraction = calibration_fraction
+        if fit_split not in ("train", "calibration"):
+            raise UserError(f"data.fit_split must be train or calibration, not {fit_split!r}")
+        self.fit_split = fit_split
         self.dataset: Dataset | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.num_classes = 0
@@ -77,6 +88,10 @@ class FaceDataModule(pl.LightningDataModule):
         self.dataset, labels, self.num_classes = self.build()
         train, val, test = split_indices(len(labels), self.val_fraction, self.test_fraction, self.seed, labels)
         self.splits = {"train": train, "val": val, "test": test}
+        if self.calibration_fraction or self.fit_split == "calibration":
+            self.splits["train"], self.splits["calibration"] = carve_calibration(
+                train, labels, self.calibration_fraction, self.val_fraction + self.test_fraction, self.seed
+            )
 
     def subset(self, split: str) -> Subset:
         """The dataset restricted to one split (``train``, ``val`` or ``test``)."""
@@ -103,7 +118,7 @@ class FaceDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader(self.fit_split, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

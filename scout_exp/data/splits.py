@@ -31,3 +31,21 @@ def split_indices(
         test.append(idx[n_val : n_val + n_test])
         train.append(idx[n_val + n_test :])
     return tuple(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, val, test))  # type: ignore[return-value]
+
+
+def carve_calibration(
+    train: np.ndarray, labels: np.ndarray, fraction: float, held_out: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the training indices ``train`` into (train, calibration), stratified by ``labels`` (of every item).
+
+    ``fraction`` is the calibration share of the WHOLE dataset (like ``val_fraction``), so it is taken
+    as ``fraction / (1 - held_out)`` of the training part, where ``held_out`` is val + test. The
+    permutation uses its own generator (``seed`` + 1), so val and test stay as without calibration.
+    Raises UserError when ``fraction`` is not in (0, 1 - held_out).
+    """
+    if not 0 < fraction < 1 - held_out:
+        raise UserError(
+            f"data.calibration_fraction={fraction} must be > 0 and below 1 - val - test fractions ({1 - held_out:.3g})"
+        )
+    rest, calibration, _ = split_indices(len(train), fraction / (1 - held_out), 0.0, seed + 1, labels[train])
+    return train[rest], train[calibration]

@@ -222,7 +222,7 @@ class HardnessModule(ClassifierModule):
             "confidence_samples": m["samples"],
             "confidence_errors": m["errors"],
         }
-        result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "ece_"))})
+        result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "fpr95_", "ece_"))})
         if trainer.is_global_zero:
             title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
             path = save_risk_coverage_figure(report.curves, m, Path(out_dir) / "figures" / "risk_coverage.png", title)

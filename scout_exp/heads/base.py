@@ -36,6 +36,8 @@ class ConfidenceHead:
     name: ClassVar[str] = ""
     #: the training objective whose checkpoints hold what this head needs (None: any classifier)
     objective: ClassVar[str | None] = None
+    #: other objectives whose checkpoints hold it too (e.g. a post-hoc variant of :attr:`objective`)
+    also_trained_by: ClassVar[tuple[str, ...]] = ()
     #: a network x -> s(x) of its own (None: the score is read from the explained network's output)
     network: nn.Module | None = None
     #: the layer of :attr:`network` whose activations its confidence map is computed at

@@ -96,6 +96,7 @@ class HardnessHead(ConfidenceHead):
 
     name = "hardness"
     objective = "hardness"
+    also_trained_by = ("hardness_posthoc",)
 
     def __init__(self) -> None:
         self.predictor: HardnessPredictor | None = None

@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     head = create_head(cfg.head.name)
-    if head.objective is not None and head.objective != cfg.objective.name:
+    if head.objective is not None and cfg.objective.name not in (head.objective, *head.also_trained_by):
         raise UserError(
             f"head={cfg.head.name} is trained by objective={head.objective}, not objective={cfg.objective.name}; "
             f"drop objective= or pass objective={head.objective}"
