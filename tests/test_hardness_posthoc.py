@@ -41,7 +41,6 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(autouse=True)
 def tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry._import_builtin()
     monkeypatch.setitem(registry._MODELS, "tiny_net", lambda num_classes: TinyNet(num_classes))
 
 
@@ -156,9 +155,9 @@ def test_target_losses(tmp_path: Path, target: str) -> None:
 
 
 def test_refusals(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="classifier_ckpt"):
-        PosthocHardnessModule("tiny_net", N_CLASSES)
     ckpt = _classifier_ckpt(tmp_path)
+    with pytest.raises(UserError, match="classifier_ckpt"):
+        _fit(PosthocHardnessModule("tiny_net", N_CLASSES, target_layer="conv", hidden=8), _data(), tmp_path, [])
     with pytest.raises(UserError, match="target"):
         _module(ckpt, target="entropy")
     with pytest.raises(UserError, match="fit_split=calibration"):

@@ -42,8 +42,8 @@ class PosthocHardnessModule(HardnessModule):
 
     Built by ``train.py objective=hardness_posthoc objective.classifier_ckpt=<run>/checkpoints/last.ckpt``.
     ``trunk=shared``: an MLP on the frozen classifier's features; ``separate``: the predictor's own
-    backbone, initialised from the classifier's and trained. Raises UserError without
-    ``classifier_ckpt``, for an unknown ``target``, or (at fit) when the data module does not serve
+    backbone, initialised from the classifier's and trained. Raises UserError for an unknown
+    ``target``, or at fit without ``classifier_ckpt`` or when the data module does not serve
     the calibration split or the classifier's run used other data or splits.
     """
 
@@ -69,31 +69,26 @@ class PosthocHardnessModule(HardnessModule):
         target: str = "hardness",
         posthoc: bool = True,
     ) -> None:
-        if not classifier_ckpt:
-            raise UserError(
-                "post-hoc hardness training starts from a trained classifier: pass "
-                "objective.classifier_ckpt=<train.py run>/checkpoints/last.ckpt"
-            )
         if target not in TARGETS:
             raise UserError(f"unknown objective.target {target!r}; choose one of: {', '.join(TARGETS)}")
         super().__init__(
             model_name,
             num_classes,
-            model_kwargs,
-            target_layer,
-            input_spec,
-            optimizer,
-            scheduler,
-            init_from,
-            trunk,
-            hidden,
-            dropout,
-            classifier_loss,
-            predictor_loss,
-            predictor_lr,
-            predictor_weight_decay,
-            classifier_ckpt,
-            eval_split,
+            trunk=trunk,
+            hidden=hidden,
+            dropout=dropout,
+            classifier_loss=classifier_loss,
+            predictor_loss=predictor_loss,
+            predictor_lr=predictor_lr,
+            predictor_weight_decay=predictor_weight_decay,
+            classifier_ckpt=classifier_ckpt,
+            eval_split=eval_split,
+            model_kwargs=model_kwargs,
+            target_layer=target_layer,
+            input_spec=input_spec,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            init_from=init_from,
         )
         self.automatic_optimization = True
         self.model.requires_grad_(False)
@@ -108,6 +103,11 @@ class PosthocHardnessModule(HardnessModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
+            if not self.hparams.classifier_ckpt:  # cleared only when a trained checkpoint is loaded back
+                raise UserError(
+                    "post-hoc hardness training starts from a trained classifier: pass "
+                    "objective.classifier_ckpt=<train.py run>/checkpoints/last.ckpt"
+                )
             check_calibration_data(self.trainer.datamodule, self.hparams.classifier_ckpt)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
