@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from scout_exp.errors import UserError
 from scout_exp.hardness.losses import predictor_loss, true_class_probability
 from scout_exp.hardness.module import HardnessModule
-from scout_exp.training.module import OptimizerFactory
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +50,6 @@ class PosthocHardnessModule(HardnessModule):
         self,
         model_name: str,
         num_classes: int,
-        model_kwargs: dict[str, Any] | None = None,
-        target_layer: str | None = None,
-        input_spec: dict[str, Any] | None = None,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: str = "cosine",
-        init_from: str | None = None,
         trunk: str = "shared",
         hidden: int = 128,
         dropout: float = 0.5,
@@ -67,7 +60,7 @@ class PosthocHardnessModule(HardnessModule):
         classifier_ckpt: str | None = None,
         eval_split: str = "val",
         target: str = "hardness",
-        posthoc: bool = True,
+        **classifier: Any,
     ) -> None:
         if target not in TARGETS:
             raise UserError(f"unknown objective.target {target!r}; choose one of: {', '.join(TARGETS)}")
@@ -83,12 +76,7 @@ class PosthocHardnessModule(HardnessModule):
             predictor_weight_decay=predictor_weight_decay,
             classifier_ckpt=classifier_ckpt,
             eval_split=eval_split,
-            model_kwargs=model_kwargs,
-            target_layer=target_layer,
-            input_spec=input_spec,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            init_from=init_from,
+            **classifier,
         )
         self.automatic_optimization = True
         self.model.requires_grad_(False)

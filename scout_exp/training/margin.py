@@ -85,12 +85,6 @@ class MarginEmbedderModule(ClassifierModule):
         self,
         model_name: str,
         num_classes: int,
-        model_kwargs: dict[str, Any] | None = None,
-        target_layer: str | None = None,
-        input_spec: dict[str, Any] | None = None,
-        optimizer: Any = None,
-        scheduler: str = "cosine",
-        init_from: str | None = None,
         loss: str = "arcface",
         scale: float = 64.0,
         margin: float = 0.5,
@@ -98,6 +92,7 @@ class MarginEmbedderModule(ClassifierModule):
         heldout_identities: int = 10,
         eval_split: str = "test",
         fars: Sequence[float] = (1e-1, 1e-2, 1e-3),
+        **classifier: Any,
     ) -> None:
         if not 2 <= heldout_identities <= num_classes - 2:
             raise UserError(
@@ -106,10 +101,13 @@ class MarginEmbedderModule(ClassifierModule):
             )
         if eval_split not in ("val", "test"):
             raise UserError(f"eval_split must be val or test, got {eval_split!r}")
+        # ``classifier``: the other keyword arguments of ClassifierModule; init_from is applied here,
+        # to the whole module (margin head included), once it is built
+        init_from = classifier.pop("init_from", None)
         self.num_train = num_classes - heldout_identities
-        super().__init__(model_name, self.num_train, model_kwargs, target_layer, input_spec, optimizer, scheduler)
+        super().__init__(model_name, self.num_train, **classifier)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.model = create_model(model_name, num_classes=embedding_size, **(model_kwargs or {}))
+        self.model = create_model(model_name, num_classes=embedding_size, **(classifier.get("model_kwargs") or {}))
         self.margin_head = MarginSoftmax(embedding_size, self.num_train, loss, scale, margin)
         self._heldout: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
         if init_from:
