@@ -84,7 +84,7 @@ def test_verify_cli_on_triplets_of_unseen_identities_and_bad_inputs(tmp_path: Pa
         "max_pairs=3",
         f"ckpt_path={ckpt}",
         "attribution=rise",
-        "attribution.masks=8",
+        "attribution.kwargs.masks=8",
         *FACEPARTS,
         cwd=tmp_path,
     )

@@ -33,11 +33,11 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 def check_rise_settings(masks: int, grid: int, keep: float, batch_size: int) -> None:
     """One-line errors for settings RISE cannot use."""
     if masks < 2:
-        raise UserError(f"rise needs at least 2 masks (attribution.masks), got {masks}")
+        raise UserError(f"rise needs at least 2 masks (attribution.kwargs.masks), got {masks}")
     if grid < 1:
-        raise UserError(f"rise's mask grid (attribution.grid) must be >= 1 cell, got {grid}")
+        raise UserError(f"rise's mask grid (attribution.kwargs.grid) must be >= 1 cell, got {grid}")
     if not 0 < keep < 1:
-        raise UserError(f"rise's keep probability (attribution.keep) must be in (0, 1), got {keep}")
+        raise UserError(f"rise's keep probability (attribution.kwargs.keep) must be in (0, 1), got {keep}")
     if batch_size < 1:
         raise UserError(f"rise's batch_size must be >= 1, got {batch_size}")
 

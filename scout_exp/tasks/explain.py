@@ -167,8 +167,7 @@ def _verify_module(
     """``mode=verify``: similar/different evidence maps of every pair or triplet, with any attribution
     method (:mod:`scout_exp.explain.verification`)."""
     method = cfg.attribution.method
-    options = {k: v for k, v in to_container(cfg.attribution).items() if k not in ("method", "layer", "kwargs")}
-    options.update(to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {})
+    options = to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {}
     # a black-box method reads no layer: only an explicitly asked one counts (and is refused)
     layer = cfg.attribution.layer if method in BLACK_BOX else cfg.attribution.layer or recogniser.target_layer
     explainer = VerificationExplainer(recogniser.embedder, layer, method, **options)
