@@ -67,7 +67,11 @@ class ExplainModule(pl.LightningModule):
             "confidence_map": explained.confidence_map,
             **explained.variants,
         }
-        maps = {k: zero_degenerate(upsample(v[:, None], size)[:, 0].float().cpu()) for k, v in maps.items()}
+        maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
+        # no evidence (issue 12): the class map is float noise, or the discriminant map is constant (a
+        # product of maps can be tiny yet informative, so its scale alone says nothing)
+        flat = maps[self.explainer.variant].flatten(1)
+        degenerate = (zero_degenerate(maps["class_map"]).flatten(1).abs().amax(1) == 0) | (flat.amax(1) == flat.amin(1))
         discriminant = maps[self.explainer.variant]
         if self.settings.threshold is None:
             segments = segment_by_area(discriminant, self.settings.area_fraction)
@@ -78,7 +82,7 @@ class ExplainModule(pl.LightningModule):
         scores = self._scores(x, explained, [int(i) for i in batch["index"]], rows)
         indices = [int(i) for i in batch["index"]]
         return [
-            (index, self._record(index, rows[b], x, explained, maps, segments, scores))
+            (index, self._record(index, rows[b], x, explained, maps, segments, scores, degenerate))
             for b, index in enumerate(indices)
         ]
 
@@ -140,6 +144,7 @@ class ExplainModule(pl.LightningModule):
         maps: dict[str, Tensor],
         segments: Tensor,
         scores: list[dict[str, Any]],
+        no_evidence: Tensor,
     ) -> dict[str, Any]:
         pair = self.dataset.pairs[index]
         out = self.settings.out_dir
@@ -153,7 +158,7 @@ class ExplainModule(pl.LightningModule):
         fig_rows, covered, curves = [], [], []
         for side, row in enumerate(rows):
             ys, yc = int(e.y_star[row]), int(e.y_counter[row])
-            degenerate = not bool(maps[self.explainer.variant][row].any())  # all zero: no evidence (issue 12)
+            degenerate = bool(no_evidence[row])
             seg = np.zeros_like(segments[row].numpy()) if degenerate else segments[row].numpy()
             item = {
                 "class": ys,
@@ -185,7 +190,7 @@ class ExplainModule(pl.LightningModule):
                     f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
                     **{k: v[row].numpy() for k, v in maps.items()},
                     "segment": seg,
-                    "segment_label": "degenerate map (|map| < 1e-9): no evidence"
+                    "segment_label": "degenerate map (constant, or |class map| < 1e-9): no evidence"
                     if degenerate
                     else f"segment {item['segment_area_fraction']:.0%}",
                 }

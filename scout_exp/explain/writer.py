@@ -149,14 +149,16 @@ class PRMeans:
         def mean(key: str) -> float:
             return self.sums[key] / self.counts[key] if self.counts[key] else float("nan")
 
-        with np.errstate(invalid="ignore", divide="ignore"):
-            curve = {
-                k: (self.curve_sum[k] / self.curve_count[k]).tolist() if k in self.curve_sum else float("nan")
-                for k in ("precision", "recall")
-            }
+        curve = None
+        if "precision" in self.curve_sum:  # no curve when every map was degenerate
+            with np.errstate(invalid="ignore", divide="ignore"):
+                curve = {
+                    "area_fraction": list(area_fractions),
+                    **{k: (self.curve_sum[k] / self.curve_count[k]).tolist() for k in ("precision", "recall")},
+                }
         return {
             "precision": mean("precision"),
             "recall": mean("recall"),
             "piou": mean("piou"),
-            "pr_curve": {"area_fraction": list(area_fractions), **curve},
+            "pr_curve": curve,
         }
