@@ -32,7 +32,7 @@ def test_default_run_finds_checkpoint_and_scores_parts(trained: Path) -> None:
     record = json.loads((run / "explanations.json").read_text())
     summary = record["summary"]
     assert summary["pairs"] == 3 and summary["attribution"] == "gradxact"
-    assert 0.0 <= summary["recall"] <= 1.0
+    assert summary["recall"] is None or 0.0 <= summary["recall"] <= 1.0  # None: every tiny map was degenerate
     pair = record["pairs"][0]
     assert 1 <= len(pair["discriminative_parts"]) == pair["k"] <= 3  # look-alikes: k parts apart
     for side in ("image_1", "image_2"):

@@ -68,10 +68,8 @@ class ExplainModule(pl.LightningModule):
             **explained.variants,
         }
         maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
-        # no evidence (issue 12): the class map is float noise, or the discriminant map is constant (a
-        # product of maps can be tiny yet informative, so its scale alone says nothing)
-        flat = maps[self.explainer.variant].flatten(1)
-        degenerate = (zero_degenerate(maps["class_map"]).flatten(1).abs().amax(1) == 0) | (flat.amax(1) == flat.amin(1))
+        # no evidence (issue 12): the explained class's map is float noise (|a| < 1e-9 everywhere)
+        degenerate = zero_degenerate(maps["class_map"]).flatten(1).abs().amax(1) == 0
         discriminant = maps[self.explainer.variant]
         if self.settings.threshold is None:
             segments = segment_by_area(discriminant, self.settings.area_fraction)
@@ -190,7 +188,7 @@ class ExplainModule(pl.LightningModule):
                     f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
                     **{k: v[row].numpy() for k, v in maps.items()},
                     "segment": seg,
-                    "segment_label": "degenerate map (constant, or |class map| < 1e-9): no evidence"
+                    "segment_label": "degenerate map (|class map| < 1e-9): no evidence"
                     if degenerate
                     else f"segment {item['segment_area_fraction']:.0%}",
                 }

@@ -73,7 +73,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     summary = _summary(cfg, trainer, datamodule, callbacks, start)
     if cfg.test:
-        trainer.test(module, datamodule=datamodule, ckpt_path="best" if cfg.train else cfg.ckpt_path)
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none when nothing was validated
+        trainer.test(module, datamodule=datamodule, ckpt_path=(best or None) if cfg.train else cfg.ckpt_path)
         summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")})
     summary.update(module.final_metrics(trainer, datamodule, out) if hasattr(module, "final_metrics") else {})
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
