@@ -107,7 +107,7 @@ def test_unreadable_image_in_folder_is_one_line(tmp_path: Path) -> None:
             "train.py",
             "data=image_folder",
             f"data.root={root}",
-            "data.batch_size=1",  # every image is read (a larger batch may drop the broken one with the remainder)
+            "data.batch_size=7",  # one batch holds every training image (a smaller one may drop the broken one)
             "data.num_workers=1",
             "data.val_fraction=0.25",
             "model.input.size=32",

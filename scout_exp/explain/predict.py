@@ -153,6 +153,8 @@ class ExplainModule(pl.LightningModule):
         disc = pair.meta.get("discriminative_parts")
         if disc is not None:
             record["discriminative_parts"] = list(disc)
+        if "k" in pair.meta:  # a look-alike pair: the identities differ in exactly k parts
+            record["k"] = pair.meta["k"]
         fig_rows, covered, curves = [], [], []
         for side, row in enumerate(rows):
             ys, yc = int(e.y_star[row]), int(e.y_counter[row])

@@ -171,9 +171,10 @@ def check_calibration_data(datamodule: Any, classifier_ckpt: str | Path) -> None
         if key in LOADER_KEYS:
             continue
         for holder in (datamodule, getattr(datamodule, "faceparts", None)):
-            if holder is not None and hasattr(holder, key):
-                if getattr(holder, key) != value:
-                    differ.append(f"data.{key}={value} there, {getattr(holder, key)} here")
+            here = getattr(holder, key, None) if holder is not None else None
+            if here is not None and not callable(here):
+                if (list(here) if isinstance(here, tuple) else here) != value:
+                    differ.append(f"data.{key}={value} there, {here} here")
                 break
     if "calibration_fraction" not in trained:
         differ.append("data.calibration_fraction absent there (no calibration split held out)")
