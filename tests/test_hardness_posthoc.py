@@ -10,38 +10,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from scout_exp.data.datamodules import FaceDataModule
 from scout_exp.errors import UserError
 from scout_exp.hardness.posthoc import PosthocHardnessModule, state_digest
-from scout_exp.models import registry
 from scout_exp.training.module import ClassifierModule
 from scout_exp.training.objectives import load_trained
 from tests.conftest import TINY, run_dir, run_entry
+from tests.test_hardness import tiny_model  # noqa: F401  (autouse: registers tiny_net)
 
 N_CLASSES = 3
 N_ITEMS = 60
-
-
-class TinyNet(nn.Module):
-    """conv -> BN -> ReLU -> pool -> fc: the registry contract in miniature (BN: running stats must not move)."""
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(4, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
-
-
-@pytest.fixture(autouse=True)
-def tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._MODELS, "tiny_net", lambda num_classes: TinyNet(num_classes))
 
 
 class IndexedData(FaceDataModule):
