@@ -48,7 +48,6 @@ def main(config_name: str, task: Task | str) -> None:
     command line has been checked, so a bad option fails in a second, before torch and Lightning load.
     """
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    register_resolvers()
     args = sys.argv[1:]
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
@@ -76,12 +75,6 @@ def main(config_name: str, task: Task | str) -> None:
     if _failed_jobs:
         print(f"error: {len(_failed_jobs)} job(s) failed: {'; '.join(_failed_jobs)}", file=sys.stderr)
         sys.exit(1)
-
-
-def register_resolvers() -> None:
-    """``${pid:}``: this process's id, which makes run folders started in the same second unique."""
-    if not OmegaConf.has_resolver("pid"):
-        OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
 
 
 def sweep_checks(overrides: list[str]) -> list[list[str]]:
@@ -162,7 +155,6 @@ def check_output_dir(path: Any) -> None:
 
 def check_overrides(config_name: str, overrides: list[str], hydra_node: bool = False) -> DictConfig:
     """Compose the config with ``overrides``; raise a one-line :class:`UserError` on a bad one."""
-    register_resolvers()
     try:
         return compose_config(config_name, overrides, return_hydra_config=hydra_node)
     except MissingConfigException as err:

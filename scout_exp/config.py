@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +19,30 @@ from scout_exp.io import atomic_path
 
 #: the configs/ folder of the project (primary configs train.yaml and explain.yaml)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """Lightning precision for ``trainer.precision: ${auto_precision:${trainer.accelerator}}``.
+
+    ``bf16-mixed`` when the run lands on a CUDA GPU that supports bfloat16, ``32-true`` otherwise.
+    Why not bf16 everywhere: CPUs without native bfloat16 (no AVX512-BF16 / AMX) emulate it; a
+    resnet18 training step at 112 px took 33 s under CPU autocast against 2.4 s in float32 on a
+    2-core AVX2 machine.
+    """
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def register_resolvers() -> None:
+    """Config resolvers: ``${pid:}`` (this process's id, which makes run folders started in the same
+    second unique) and ``${auto_precision:ACCELERATOR}`` (:func:`auto_precision`)."""
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+    if not OmegaConf.has_resolver("auto_precision"):
+        OmegaConf.register_new_resolver("auto_precision", auto_precision)
+
+
+register_resolvers()
 
 
 def compose_config(config_name: str, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:

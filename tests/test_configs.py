@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from scout_exp.cli import CONFIG_DIR, check_overrides
 from scout_exp.errors import UserError
@@ -76,3 +77,18 @@ def test_head_hardness_selects_its_objective_and_a_mismatch_is_one_line(tmp_path
         "error: head=hardness is trained by objective=hardness, not objective=ce; "
         "drop objective= or pass objective=hardness"
     ), result.stderr
+
+
+def test_auto_precision_follows_the_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16-mixed only on a CUDA GPU with bfloat16; CPUs train in float32 (emulated bf16 is slow)."""
+    from scout_exp.config import auto_precision, compose_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compose_config("train", []).trainer.precision == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert compose_config("train", []).trainer.precision == "bf16-mixed"
+    assert compose_config("train", ["trainer=cpu"]).trainer.precision == "32-true"
+    assert auto_precision("gpu") == "bf16-mixed" and auto_precision("cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert auto_precision("auto") == "32-true"

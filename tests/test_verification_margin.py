@@ -39,6 +39,8 @@ def test_margin_softmax_matches_hand_computation(loss: str, margin: float) -> No
         logits[y] = 16.0 * true
         expected += (np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[y]) / len(labels)
     assert head(emb, labels).item() == pytest.approx(expected, rel=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16-mixed run: the margin logits stay float32
+        assert head(emb, labels).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_all_pairs_scores_and_bad_settings() -> None:

@@ -105,8 +105,12 @@ def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
     return out
 
 
-def main(batch: int = 8, size: int = 224, repeats: int = 3, device: str = "cpu", seed: int = 0) -> dict:
-    """Run the benchmark on ResNet-50 and (if registered) vggface2_resnet50; return a JSON-able dict."""
+def main(batch: int = 8, size: int = 224, repeats: int = 3, device: str | None = None, seed: int = 0) -> dict:
+    """Run the benchmark on ResNet-50 and (if registered) vggface2_resnet50; return a JSON-able dict.
+
+    ``device``: a torch device; by default the GPU when CUDA is available, else the CPU.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from torchvision.models import resnet50
 
     from scout_exp.models import registry

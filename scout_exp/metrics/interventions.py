@@ -33,7 +33,7 @@ def part_effects(
     ``switched[i]`` maps part indices to the (C, H, W) switched versions of ``images[i]``.
     """
     jobs = [(i, p, img) for i, row in enumerate(switched) for p, img in row.items()]
-    batch = torch.cat([images] + [torch.stack([img for _, _, img in jobs])] if jobs else [images])
+    batch = torch.cat([images] + [torch.stack([img for _, _, img in jobs]).to(images.device)] if jobs else [images])
     index = torch.tensor(list(range(len(images))) + [i for i, _, _ in jobs], device=images.device)
     scores = torch.cat(
         [

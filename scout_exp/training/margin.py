@@ -61,7 +61,15 @@ class MarginSoftmax(nn.Module):
         return F.linear(F.normalize(embeddings, dim=1), F.normalize(self.weight, dim=1))
 
     def logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        """(B, C) margin logits (class docstring)."""
+        """(B, C) float32 margin logits (class docstring).
+
+        Computed in float32 with autocast off, also inside a bf16-mixed run: at scale s = 64 a
+        bfloat16 cosine (8 bits of mantissa) would move a logit by up to 0.25.
+        """
+        with torch.autocast(embeddings.device.type, enabled=False):
+            return self._logits(embeddings.float(), labels)
+
+    def _logits(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         cos = self.cosines(embeddings).clamp(-1.0, 1.0)
         true = cos.gather(1, labels[:, None])
         if self.loss == "arcface":
