@@ -88,4 +88,6 @@ def test_benchmark_scores_an_embedder_that_reads_one_part(tmp_path: Path) -> Non
     save_json({"mode": "verify", "attribution": "gradxact", **summary}, tmp_path / "run" / "summary.json")
     rows = collect_leaderboard(tmp_path)
     assert [r["method"] for r in rows] == ["gradxact", "chance (uniform map)"]
+    chance = rows[-1]  # a random map perturbed by the same protocol, with its CI
+    assert chance["deletion_auc"] == summary["chance_deletion_auc"] and len(chance["insertion_auc_ci"]) == 2
     assert "| gradxact | 6 |" in leaderboard_markdown(rows)

@@ -11,7 +11,8 @@ makes it another person, a method is scored by (docs/verification.md):
   inserted first (:func:`scout_exp.metrics.perturbation_curves`).
 
 Chance: a map that knows nothing (uniform, or a uniformly random maximum) scores the part's
-area fraction on both. Degenerate maps (no evidence) get no share and no hit.
+area fraction on share and hit; for the AUCs, a seeded uniform random pixel map is perturbed by the
+same protocol in every run (``chance_deletion_auc``, ``chance_insertion_auc``). Degenerate maps (no evidence) get no share and no hit.
 ``python -m scout_exp.explain.verify_benchmark <log_dir>`` gathers the runs under ``log_dir`` into
 a leaderboard (``leaderboard.json``, ``leaderboard.md``) with one chance row.
 """
@@ -43,6 +44,8 @@ from scout_exp.io import atomic_path, save_json, save_npz
 from scout_exp.metrics import mean_ci, perturbation_curves
 
 SCORES = ("share", "hit", "deletion_auc", "insertion_auc")
+#: deletion / insertion AUC of a uniform random pixel map (seeded: the same maps for every method)
+CHANCE_AUCS = ("chance_deletion_auc", "chance_insertion_auc")
 
 
 def inpainting_scores(different: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,6 +99,7 @@ def explain_triplets(
     """Explain (probe, non-mate) of every triplet of a :class:`TripletDataset`; score, write figures (and maps)."""
     device = embedder_device(explainer.embedder)
     records = []
+    gen = torch.Generator().manual_seed(0)  # the same random maps for every method: one chance row
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
         probe, mate, non_mate = (batch[k].to(device) for k in ("probe", "mate", "non_mate"))
         e = explainer.explain(probe, non_mate)
@@ -105,6 +109,9 @@ def explain_triplets(
         probe_units = F.normalize(explainer.embed_no_grad(probe), dim=1)
         mate_cosine = (probe_units * F.normalize(explainer.embed_no_grad(mate), dim=1)).sum(dim=1)
         aucs = perturbation_aucs(explainer.embed_no_grad, non_mate, torch.from_numpy(different[1]), probe_units)
+        random_maps = torch.rand(different[1].shape, generator=gen)
+        chance = perturbation_aucs(explainer.embed_no_grad, non_mate, random_maps, probe_units)
+        aucs.update({f"chance_{k}": v for k, v in chance.items()})
         for b, index in enumerate(batch["index"].tolist()):
             t = dataset.triplets[index]
             record: dict[str, Any] = {
@@ -147,7 +154,7 @@ def explain_triplets(
 def triplet_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Means (with 95% CIs where available) of every score, chance levels, degenerate count, triplet accuracy."""
     out: dict[str, Any] = {"triplets": len(records)}
-    for key in SCORES:
+    for key in (*SCORES, *CHANCE_AUCS):
         values = [r[key] for r in records if r.get(key) is not None]
         if values:
             out[key] = float(np.mean(values))
@@ -188,11 +195,15 @@ def collect_leaderboard(log_dir: Path) -> list[dict[str, Any]]:
                 },
             }
         )
-        chance.append((s["chance_share"], s.get("chance_share_ci"), s["triplets"]))
+        chance.append(s)
     rows.sort(key=lambda r: -(r.get("share") or 0.0))
     if chance:
-        share, ci, n = chance[0]
-        rows.append({"method": "chance (uniform map)", "triplets": n, "share": share, "share_ci": ci, "hit": share})
+        s = chance[0]
+        row = {"method": "chance (uniform map)", "triplets": s["triplets"], "share": s["chance_share"]}
+        row.update(share_ci=s.get("chance_share_ci"), hit=s["chance_share"])
+        for key in CHANCE_AUCS:
+            row.update({key[len("chance_") :]: s.get(key), f"{key[len('chance_') :]}_ci": s.get(f"{key}_ci")})
+        rows.append(row)
     return rows
 
 
