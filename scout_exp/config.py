@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -29,6 +28,8 @@ def auto_precision(accelerator: str = "auto") -> str:
     resnet18 training step at 112 px took 33 s under CPU autocast against 2.4 s in float32 on a
     2-core AVX2 machine.
     """
+    import torch  # here, not at the top: the entry points check the command line before torch loads
+
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 

@@ -11,8 +11,9 @@ makes it another person, a method is scored by (docs/verification.md):
   inserted first (:func:`scout_exp.metrics.perturbation_curves`).
 
 Chance: a map that knows nothing (uniform, or a uniformly random maximum) scores the part's
-area fraction on share and hit; for the AUCs, a seeded uniform random pixel map is perturbed by the
-same protocol in every run (``chance_deletion_auc``, ``chance_insertion_auc``). Degenerate maps (no evidence) get no share and no hit.
+area fraction on share and hit; for the AUCs, a seeded uniform random pixel map is perturbed by
+the same protocol in every run (``chance_deletion_auc``, ``chance_insertion_auc``). Degenerate
+maps (no evidence) get no share and no hit.
 ``python -m scout_exp.explain.verify_benchmark <log_dir>`` gathers the runs under ``log_dir`` into
 a leaderboard (``leaderboard.json``, ``leaderboard.md``) with one chance row.
 """
@@ -201,8 +202,8 @@ def collect_leaderboard(log_dir: Path) -> list[dict[str, Any]]:
         s = chance[0]
         row = {"method": "chance (uniform map)", "triplets": s["triplets"], "share": s["chance_share"]}
         row.update(share_ci=s.get("chance_share_ci"), hit=s["chance_share"])
-        for key in CHANCE_AUCS:
-            row.update({key[len("chance_") :]: s.get(key), f"{key[len('chance_') :]}_ci": s.get(f"{key}_ci")})
+        for key in ("deletion_auc", "insertion_auc"):
+            row.update({key: s.get(f"chance_{key}"), f"{key}_ci": s.get(f"chance_{key}_ci")})
         rows.append(row)
     return rows
 
