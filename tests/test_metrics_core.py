@@ -13,7 +13,7 @@ from scout_exp.errors import UserError
 from scout_exp.explain.evaluation import part_precision_recall
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area
 from scout_exp.metrics import METRICS, MetricSettings, check_metrics, margin_fn, perturbation_curves, score_batch
-from scout_exp.metrics.parts import part_mass, pr_curves
+from scout_exp.metrics.parts import part_mass, pr_curves, segment_precision_recall, top_pixels
 from scout_exp.metrics.randomisation import cascading_randomisation
 from scout_exp.metrics.stats import mean_ci, summarise
 
@@ -54,6 +54,31 @@ def test_pr_curves_from_one_sort_match_the_per_fraction_protocol() -> None:
             want = part_precision_recall(seg, pm[i], NAMES, [n for n, d in zip(NAMES, disc[i]) if d])
             got = (float(prec[i, 7 * j]), float(rec[i, 7 * j]))
             np.testing.assert_allclose(got, want, equal_nan=True)
+
+
+def test_top_pixels_is_the_head_of_a_stable_descending_sort() -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.randint(0, 4, (6, H, W), generator=gen).float()  # many ties
+    maps[0] = 0.0  # flat
+    maps[1] = torch.rand(H, W, generator=gen)  # none
+    for k in (0, 1, 7, 64, H * W - 1, H * W):
+        order = torch.sort(maps.reshape(6, -1), dim=1, descending=True, stable=True).indices[:, :k]
+        want = torch.zeros(6, H * W, dtype=torch.bool).scatter_(1, order, True).reshape(6, H, W)
+        assert torch.equal(top_pixels(maps, k), want), k
+
+
+def test_segment_scores_equal_one_fraction_of_the_pr_curve() -> None:
+    gen = torch.Generator().manual_seed(2)
+    maps = torch.randint(0, 3, (4, H, W), generator=gen).float()
+    pm = torch.stack([_part_map()] * 4)
+    pm[1, :2] = -1  # p0 half hidden
+    disc = torch.rand(4, 3, generator=gen) > 0.5
+    for f in (0.05, 0.1, 0.3):
+        prec, rec, inside = pr_curves(maps, pm, disc, [f])
+        got = segment_precision_recall(segment_by_area(maps, f), pm, disc)
+        np.testing.assert_array_equal(got[0].numpy(), prec[:, 0].numpy())
+        np.testing.assert_array_equal(got[1].numpy(), rec[:, 0].numpy())
+        assert torch.equal(got[2], inside[:, 0])
 
 
 def test_part_mass_is_the_share_of_the_map_on_each_part() -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -45,7 +44,9 @@ class Pair:
 class PairDataset(Dataset):
     """Preprocessed pairs for the predict loop: dict(x1, x2, has_2, class_1, class_2, index).
 
-    ``align`` (a template of :mod:`scout_exp.data.align`, or None) aligns file images first.
+    ``align`` (a template of :mod:`scout_exp.data.align`, or None) aligns file images first. With
+    FaceParts the items also hold each image's (H, W) uint8 part labels (``parts_1``, ``parts_2``;
+    zeros without a second image), rendered with the image, so the metrics need no second render.
     """
 
     def __init__(
@@ -61,26 +62,25 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def load(self, image: str | int) -> np.ndarray:
-        """uint8 RGB image of a FaceParts index, or of a file / ``sample:NAME`` (aligned when set)."""
-        if isinstance(image, int):
-            if self.faceparts is None:
-                raise UserError(f"image {image} is an index but no FaceParts data is configured")
-            return self.faceparts.render(image).image
-        return self.faces(image)
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
-        x1 = self.preprocess(self.load(pair.image_1))
-        x2 = self.preprocess(self.load(pair.image_2)) if pair.image_2 is not None else torch.zeros_like(x1)
-        return {
-            "x1": x1,
-            "x2": x2,
+        item = {
             "has_2": pair.image_2 is not None,
             "class_1": NO_CLASS if pair.class_1 is None else int(pair.class_1),
             "class_2": NO_CLASS if pair.class_2 is None else int(pair.class_2),
             "index": i,
         }
+        if self.faceparts is not None:
+            first = self.faceparts.render(int(pair.image_1))
+            second = self.faceparts.render(int(pair.image_2)) if pair.image_2 is not None else None
+            x1 = self.preprocess(first.image)
+            item["parts_1"] = torch.from_numpy(first.parts)
+            item["parts_2"] = torch.from_numpy(second.parts) if second else torch.zeros_like(item["parts_1"])
+            x2 = self.preprocess(second.image) if second else torch.zeros_like(x1)
+        else:
+            x1 = self.preprocess(self.faces(str(pair.image_1)))
+            x2 = self.preprocess(self.faces(str(pair.image_2))) if pair.image_2 is not None else torch.zeros_like(x1)
+        return item | {"x1": x1, "x2": x2}
 
 
 def pairs_from_images(images: Sequence[str], classes: Sequence[int | None]) -> list[Pair]:

@@ -61,12 +61,15 @@ class ExplainModule(pl.LightningModule):
         x = torch.cat([x1, x2[has_2]])
         explained = self.explainer.explain(x, torch.cat([c1, c2[has_2]]), torch.cat([c2, c1[has_2]]))
         size = tuple(x.shape[-2:])
+        indices = [int(i) for i in batch["index"]]
         maps = {
             "class_map": explained.class_map,
             "counter_map": explained.counter_map,
             "confidence_map": explained.confidence_map,
             **explained.variants,
         }
+        if not self.settings.save_maps and min(indices) >= self.settings.max_figures:  # no figure, no map file
+            maps = {k: maps[k] for k in ("class_map", self.explainer.variant)}
         maps = {k: upsample(v[:, None], size)[:, 0].float().cpu() for k, v in maps.items()}
         # no evidence (issue 12): the explained class's map is float noise (|a| < 1e-9 everywhere)
         degenerate = zero_degenerate(maps["class_map"]).flatten(1).abs().amax(1) == 0
@@ -77,21 +80,22 @@ class ExplainModule(pl.LightningModule):
             segments = segment_by_threshold(discriminant, self.settings.threshold)
         second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
         rows = [[b] + ([int(second[b])] if has_2[b] else []) for b in range(x1.shape[0])]
-        scores = self._scores(x, explained, [int(i) for i in batch["index"]], rows)
-        indices = [int(i) for i in batch["index"]]
+        scores = self._scores(x, explained, indices, rows, batch)
         return [
             (index, self._record(index, rows[b], x, explained, maps, segments, scores, degenerate))
             for b, index in enumerate(indices)
         ]
 
-    def _scores(self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]]) -> list[dict[str, Any]]:
+    def _scores(
+        self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]], batch: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Per-image metric records (:func:`scout_exp.metrics.score_batch`), in the order of ``x``."""
         metrics, settings = self.settings.metrics, self.settings.metric_settings
         if not metrics or settings is None:
             return [{} for _ in range(len(x))]
         truths = {}
         if any(m in ("parts", "interventions") for m in metrics):
-            for index, rs in zip(indices, rows):
+            for b, (index, rs) in enumerate(zip(indices, rows)):
                 pair = self.dataset.pairs[index]
                 for side, r in enumerate(rs):
                     truths[r] = faceparts_truth(
@@ -101,6 +105,7 @@ class ExplainModule(pl.LightningModule):
                         tuple(x.shape[-2:]),
                         self.dataset.preprocess,
                         interventions="interventions" in metrics,
+                        labels=batch[f"parts_{side + 1}"][b].cpu().numpy(),
                     )
         order = range(len(x))
         return score_batch(
@@ -183,6 +188,8 @@ class ExplainModule(pl.LightningModule):
             if "parts_in_segment" in item:
                 covered.append(set(item["parts_in_segment"]))
             record[f"image_{side + 1}"] = item
+            if index >= self.settings.max_figures:
+                continue
             fig_rows.append(
                 {
                     "image": self.dataset.preprocess.invert(x[row]),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample
-from scout_exp.metrics.parts import area_pixels
+from scout_exp.metrics.parts import area_pixels, top_pixels
 
 #: Area fractions of the official SCOUT protocol: 0.005, then 0.01 to 0.99 in steps of 0.01.
 AREA_FRACTIONS: tuple[float, ...] = (0.005,) + tuple(round(0.01 * i, 2) for i in range(1, 100))
@@ -17,17 +16,13 @@ def segment_by_area(maps: Tensor, fraction: float, size: tuple[int, int] | None 
 
     Maps are first resized bilinearly to ``size`` (as the official code resizes to the input).
     Ties are broken deterministically: among equal values the lower row-major index wins
-    (stable descending sort), so the count is exact even for flat maps.
+    (as a stable descending sort would; :func:`scout_exp.metrics.parts.top_pixels`), so the
+    count is exact even for flat maps.
     """
     if size is not None:
         maps = upsample(maps.float(), size)
-    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
-    flat = maps.reshape(-1, h * w)
-    k = area_pixels(fraction, h * w)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :k]
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask.scatter_(1, order, True)
-    return mask.reshape(*lead, h, w)
+    h, w = maps.shape[-2:]
+    return top_pixels(maps, area_pixels(fraction, h * w))
 
 
 def segment_by_threshold(maps: Tensor, threshold: float) -> Tensor:

@@ -16,8 +16,17 @@ from torch import Tensor, nn
 from scout_exp.errors import UserError
 from scout_exp.metrics.chance import centre_prior, random_maps
 from scout_exp.metrics.interventions import intervention_scores, part_effects, single_part_share
-from scout_exp.metrics.parts import area_pixels, part_mass, pr_curves, whole_face_precision_recall
-from scout_exp.metrics.perturbation import ScoreFn, perturbation_curves, pixel_ranks
+from scout_exp.metrics.parts import (
+    area_pixels,
+    part_mass,
+    part_pixels,
+    pr_curves,
+    resize_maps,
+    segment_precision_recall,
+    top_pixels,
+    whole_face_precision_recall,
+)
+from scout_exp.metrics.perturbation import ScoreFn, perturbation_curves
 from scout_exp.metrics.randomisation import cascading_randomisation
 from scout_exp.metrics.stats import mean_ci, summarise
 
@@ -64,7 +73,7 @@ class MetricSettings:
         default_factory=lambda: (0.005,) + tuple(round(0.01 * i, 2) for i in range(1, 100))
     )
     min_coverage: float = 0.5
-    chance_draws: int = 8
+    chance_draws: int = 4
     centre: tuple[float, float] = (0.5, 0.55)
     centre_sigma: float = 0.25
     steps: int = 56
@@ -105,26 +114,33 @@ def score_batch(
         assert part_maps is not None and discriminative is not None
         fracs = [settings.area_fraction] + list(settings.fractions)
         prec, rec, inside = pr_curves(maps, part_maps, discriminative, fracs, settings.min_coverage)
-        centre = centre_prior(b, (h, w), settings.centre, settings.centre_sigma)
-        pc, rc, _ = pr_curves(centre, part_maps, discriminative, fracs[:1], settings.min_coverage)
-        rand = [pr_curves(c, part_maps, discriminative, fracs[:1], settings.min_coverage) for c in chance]
+        k = area_pixels(settings.area_fraction, h * w)
+        centre = top_pixels(centre_prior(1, (h, w), settings.centre, settings.centre_sigma), k).expand(b, h, w)
+        pc, rc, _ = segment_precision_recall(centre, part_maps, discriminative, settings.min_coverage)
+        rand_segments = top_pixels(resize_maps(chance, (h, w)), k)  # (draws, B, H, W), all draws at once
+        rand_prec, rand_rec, rand_inside = segment_precision_recall(
+            rand_segments, part_maps, discriminative, settings.min_coverage
+        )
         fp, fr = whole_face_precision_recall(part_maps, discriminative)
     if "parts" in metrics:
-        rp = torch.stack([r[0][:, 0] for r in rand]).nanmean(0)
-        rr = torch.stack([r[1][:, 0] for r in rand]).nanmean(0)
+        columns = {
+            "precision": prec[:, 0],
+            "recall": rec[:, 0],
+            "chance_random_precision": rand_prec.nanmean(0),
+            "chance_random_recall": rand_rec.nanmean(0),
+            "chance_face_precision": fp,
+            "chance_face_recall": fr,
+            "chance_centre_precision": pc,
+            "chance_centre_recall": rc,
+        }
+        values = {key: _floats(v.tolist()) for key, v in columns.items()}  # one tolist per column, not per image
+        curve_p, curve_r, held = prec[:, 1:].tolist(), rec[:, 1:].tolist(), inside[:, 0].tolist()
         for i in range(b):
             out[i].update(
-                precision=_f(prec[i, 0]),
-                recall=_f(rec[i, 0]),
-                parts_in_segment=[names[p] for p in torch.nonzero(inside[i, 0]).flatten().tolist()],
-                pr_precision=[_f(v) for v in prec[i, 1:]],
-                pr_recall=[_f(v) for v in rec[i, 1:]],
-                chance_random_precision=_f(rp[i]),
-                chance_random_recall=_f(rr[i]),
-                chance_face_precision=_f(fp[i]),
-                chance_face_recall=_f(fr[i]),
-                chance_centre_precision=_f(pc[i, 0]),
-                chance_centre_recall=_f(rc[i, 0]),
+                {key: v[i] for key, v in values.items()},
+                parts_in_segment=[name for name, x in zip(names, held[i]) if x],
+                pr_precision=_floats(curve_p[i]),
+                pr_recall=_floats(curve_r[i]),
             )
     if "interventions" in metrics:
         assert score_fn is not None and switched is not None and part_maps is not None and discriminative is not None
@@ -133,16 +149,14 @@ def score_batch(
         sw = torch.zeros(b, p, dtype=torch.bool)
         for i, row in enumerate(switched):
             sw[i, list(row)] = True
-        visible = torch.stack([(part_maps.reshape(b, -1) == k).any(1) for k in range(p)], 1)
+        visible = part_pixels(part_maps, p) > 0
         scores = intervention_scores(part_mass(maps, part_maps, p), effects, visible, inside[:, 0], sw)
-        k = area_pixels(settings.area_fraction, h * w)
-        segments = pixel_ranks(maps, (h, w)) < k
-        share = single_part_share(segments, part_maps, sw)
+        share = single_part_share(top_pixels(resize_maps(maps, (h, w)), k), part_maps, sw)
         rand_scores = [
-            intervention_scores(part_mass(c, part_maps, p), effects, visible, r[2][:, 0], sw)
-            for c, r in zip(chance, rand)
+            intervention_scores(part_mass(c, part_maps, p), effects, visible, r, sw)
+            for c, r in zip(chance, rand_inside)
         ]
-        rand_share = torch.stack([single_part_share(pixel_ranks(c, (h, w)) < k, part_maps, sw) for c in chance])
+        rand_share = torch.stack([single_part_share(s, part_maps, sw) for s in rand_segments])
         for i in range(b):
             out[i].update(
                 part_effects={
@@ -201,3 +215,8 @@ def margin_fn(logits_fn: Callable[[Tensor], Tensor], class_a: Tensor, class_b: T
 def _f(v: Tensor | float) -> float | None:
     x = float(v)
     return None if x != x else round(x, 6)
+
+
+def _floats(values: list[float]) -> list[float | None]:
+    """:func:`_f` of every entry of a list (e.g. a ``Tensor.tolist()``: no tensor access per entry)."""
+    return [None if x != x else round(x, 6) for x in values]

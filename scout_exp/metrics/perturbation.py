@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from scout_exp.errors import UserError
-from scout_exp.metrics.parts import resize_maps
+from scout_exp.metrics.parts import pixel_ranks
 
 MODES = ("deletion", "insertion")
 BASELINES = ("blur", "zero", "mean")
@@ -54,16 +54,6 @@ def baseline_images(images: Tensor, baseline: str | Tensor) -> Tensor:
     if baseline == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
     raise UserError(f"unknown perturbation baseline {baseline!r}; choose one of: {', '.join(BASELINES)}")
-
-
-def pixel_ranks(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, H, W) rank of each pixel when sorted by the resized map, 0 = most important (stable)."""
-    b = maps.shape[0]
-    flat = resize_maps(maps, size).reshape(b, -1)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(order.shape[1]).expand(b, -1).contiguous())
-    return ranks.reshape(b, *size)
 
 
 @torch.no_grad()

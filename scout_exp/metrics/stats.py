@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import bootstrap
 
+#: bootstrap resamples drawn at once (memory: RESAMPLE_BATCH x n values)
+RESAMPLE_BATCH = 100
+
 
 def mean_ci(
     values: Iterable[float], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
@@ -16,7 +19,9 @@ def mean_ci(
     """(mean, low, high, n) of the finite ``values``; the interval is the bootstrap percentile interval.
 
     NaN values are dropped (undefined ratios). With fewer than 2 values the interval is NaN; with
-    constant values it is the value itself.
+    constant values it is the value itself. Resamples are drawn ``RESAMPLE_BATCH`` at a time (same
+    numbers as all at once), so memory stays flat in the number of images: all 2,000 resamples of
+    4,000 values at once are 64 MB of indices and 64 MB of values per score.
     """
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if len(x) == 0:
@@ -26,7 +31,15 @@ def mean_ci(
         return mean, math.nan, math.nan, 1
     if np.ptp(x) == 0:
         return mean, mean, mean, len(x)
-    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile", rng=seed)
+    res = bootstrap(
+        (x,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=seed,
+        batch=RESAMPLE_BATCH,
+    )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high), len(x)
 
 

@@ -30,20 +30,23 @@ def faceparts_truth(
     size: tuple[int, int],
     preprocess: Callable[[np.ndarray], Tensor] | None = None,
     interventions: bool = False,
+    labels: np.ndarray | None = None,
 ) -> PartTruth:
     """Ground truth for explaining FaceParts image ``index`` against ``counter_identity``.
 
-    The part map is brought to ``size`` (the explained tensor's H, W) with nearest-neighbour
-    resizing. With ``interventions``, each differing part is switched to the counter identity's
-    variant by ``FaceParts.render(index, swap=...)`` (same pose, light, clutter) and preprocessed.
+    ``labels``: the image's (H, W) part labels (``FaceSample.parts``) when already rendered, else
+    rendered here. The part map is brought to ``size`` (the explained tensor's H, W) with
+    nearest-neighbour resizing. With ``interventions``, each differing part is switched to the
+    counter identity's variant by ``FaceParts.render(index, swap=...)`` (same pose, light, clutter)
+    and preprocessed.
     """
-    sample = faceparts.render(int(index))
-    labels = sample.parts
+    if labels is None:
+        labels = faceparts.render(int(index)).parts
     if labels.shape != tuple(size):
         labels = cv2.resize(labels, size[::-1], interpolation=cv2.INTER_NEAREST)
     part_map = labels.astype(np.int64) - 1
     part_map[part_map >= len(FACE_PARTS)] = -1
-    diff = faceparts.differing_parts(sample.identity, int(counter_identity))
+    diff = faceparts.differing_parts(faceparts.identity_of(int(index)), int(counter_identity))
     disc = torch.tensor([p in diff for p in FACE_PARTS])
     switched = {}
     if interventions and preprocess is not None:
