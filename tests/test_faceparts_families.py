@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scout_exp.data.faceparts import FACE_PARTS, SKIN_TONES, FaceParts, identity_codes
+from scout_exp.data.faceparts import FACE_PARTS, SALIENT_PARTS, SKIN_TONES, FaceParts, identity_codes
 from scout_exp.errors import UserError
 from scout_exp.explain.pairs import faceparts_pairs
 
 
-@pytest.mark.parametrize("ks", [(1, 2, 3), (1,), (2, 2)])
+@pytest.mark.parametrize("ks", [(1, 2, 3), (1,), (2, 2), (1, 1, 1, 1, 1)])
 def test_lookalike_codes(ks: tuple[int, ...]) -> None:
     size = 1 + len(ks)
     codes = identity_codes(8 * size, seed=3, lookalikes=ks)
@@ -25,6 +25,8 @@ def test_lookalike_codes(ks: tuple[int, ...]) -> None:
             assert dist[root, root + 1 + j] == k  # exactly k parts, all others agree
         changed = [set(np.flatnonzero(codes[root] != codes[root + 1 + j])) for j in range(len(ks))]
         assert sum(len(c) for c in changed) == len(set().union(*changed))  # disjoint parts per look-alike
+        for c in changed[: len(SALIENT_PARTS)]:  # each look-alike changes a part that covers many pixels
+            assert any(FACE_PARTS[j] in SALIENT_PARTS for j in c)
     tones = len(SKIN_TONES)
     face, ears = FACE_PARTS.index("face"), FACE_PARTS.index("ears")
     np.testing.assert_array_equal(codes[:, face] % tones, codes[:, ears] % tones)  # one skin tone

@@ -48,7 +48,8 @@ def test_leaderboard_sorts_and_adds_chance_rows(tmp_path: Path, capsys) -> None:
     assert "0.700 [0.650, 0.750]" in body[0]
     assert (tmp_path / "leaderboard.png").stat().st_size > 1000
     rows = (tmp_path / "leaderboard.csv").read_text().splitlines()
-    assert rows[0].startswith("setting,pairs,precision,precision_ci_low") and len(rows) == 1 + 3 + 4
+    assert rows[0].startswith("setting,pairs,n,precision,precision_ci_low") and len(rows) == 1 + 3 + 4
+    assert body[0].split(" | ")[2] == "20"  # images where the metric is defined
     assert main(["leaderboard", str(tmp_path), "--metric", "deletion_auc", "--out", str(tmp_path / "d")]) == 0
     first = (tmp_path / "d" / "leaderboard.md").read_text().splitlines()[4]
     assert "a_abar_as" in first  # lower deletion AUC ranks first

@@ -65,6 +65,7 @@ def leaderboard(
                     "name": " / ".join(str(s.get(k)) for k in SETTING),
                     **{c: _cell(s, c) for c in columns},
                     "pairs": s.get("pairs"),
+                    "n": s.get(f"{metric}_n"),
                     "chance": False,
                 }
             )
@@ -74,7 +75,7 @@ def leaderboard(
             name = f"chance: {label}" + (f" ({s.get('layer')})" if key == "random" else "")
             if name not in by_layer and _cell(s, f"chance_{key}_{metric}") is not None:
                 by_layer[name] = {c: _cell(s, f"chance_{key}_{c}") for c in columns}
-                by_layer[name].update(name=name, pairs=s.get("pairs"), chance=True)
+                by_layer[name].update(name=name, pairs=s.get("pairs"), n=s.get(f"chance_{key}_{metric}_n"), chance=True)
         rows += by_layer.values()
     sign = 1 if metric in LOWER_IS_BETTER else -1
     rows.sort(key=lambda r: sign * r[metric][0] if r[metric] else math.inf)
@@ -97,9 +98,9 @@ def _fmt(cell: tuple[float, float, float] | None) -> str:
 def _write_csv(rows: list[dict[str, Any]], columns: list[str], path: Path) -> Path:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["setting", "pairs"] + [f"{c}{s}" for c in columns for s in ("", "_ci_low", "_ci_high")])
+        w.writerow(["setting", "pairs", "n"] + [f"{c}{s}" for c in columns for s in ("", "_ci_low", "_ci_high")])
         for r in rows:
-            w.writerow([r["name"], r["pairs"]] + [v for c in columns for v in (r[c] or ("", "", ""))])
+            w.writerow([r["name"], r["pairs"], r["n"]] + [v for c in columns for v in (r[c] or ("", "", ""))])
     return path
 
 
@@ -107,14 +108,14 @@ def _write_md(rows: list[dict[str, Any]], columns: list[str], metric: str, path:
     order = "lower" if metric in LOWER_IS_BETTER else "higher"
     lines = [
         f"Sorted by {metric} ({order} is better); mean [95% bootstrap CI]; "
-        "setting = attribution / variant / confidence / layer.",
+        f"setting = attribution / variant / confidence / layer; n = images where {metric} is defined.",
         "",
-        "| setting | pairs | " + " | ".join(columns) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in columns) + " |",
+        "| setting | pairs | n | " + " | ".join(columns) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in columns) + " |",
     ]
     for r in rows:
         name = f"*{r['name']}*" if r["chance"] else r["name"]
-        lines.append(f"| {name} | {r['pairs']} | " + " | ".join(_fmt(r[c]) for c in columns) + " |")
+        lines.append(f"| {name} | {r['pairs']} | {r['n']} | " + " | ".join(_fmt(r[c]) for c in columns) + " |")
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
     return path
