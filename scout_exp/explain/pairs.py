@@ -75,8 +75,10 @@ class PairDataset(Dataset):
             second = self.faceparts.render(int(pair.image_2)) if pair.image_2 is not None else None
             x1 = self.preprocess(first.image)
             item["parts_1"] = torch.from_numpy(first.parts)
-            item["parts_2"] = torch.from_numpy(second.parts) if second else torch.zeros_like(item["parts_1"])
-            x2 = self.preprocess(second.image) if second else torch.zeros_like(x1)
+            item["parts_2"] = (
+                torch.from_numpy(second.parts) if second is not None else torch.zeros_like(item["parts_1"])
+            )
+            x2 = self.preprocess(second.image) if second is not None else torch.zeros_like(x1)
         else:
             x1 = self.preprocess(self.faces(str(pair.image_1)))
             x2 = self.preprocess(self.faces(str(pair.image_2))) if pair.image_2 is not None else torch.zeros_like(x1)
