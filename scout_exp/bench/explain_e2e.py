@@ -40,10 +40,11 @@ from scout_exp.training.module import ClassifierModule
 
 SIZES = (100, 2000)
 #: configs/data/faceparts.yaml with half of the images in the val split (2,500: room for 2,000 pairs)
-_DEFAULTS = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / "faceparts.yaml"))
-DATA = {k: _DEFAULTS[k] for k in ("num_identities", "images_per_identity", "image_size", "lookalikes")} | {
-    "val_fraction": 0.5
-}
+DATA = {
+    k: v
+    for k, v in OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / "faceparts.yaml")).items()
+    if k != "_target_"
+} | {"val_fraction": 0.5}
 #: resnet18's input spec (configs/model/resnet18.yaml)
 INPUT = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "resnet18.yaml").input)
 #: explain.py's default batch size (configs/explain.yaml)
