@@ -29,8 +29,9 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         *DATA,
         "max_pairs=3",
         "logger=none",
-        "metrics=[parts,interventions,deletion,insertion,randomisation]",
+        "metrics=[parts,interventions,deletion,insertion,road,randomisation]",
         "metric_options.steps=8",
+        "metric_options.road_fractions=[0.25,0.5,0.75]",
         "attribution.layer=layer2",  # 4x4 maps at the tiny 32 px input (layer4 is 1x1: constant maps)
         cwd=trained,
     )
@@ -41,6 +42,7 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
     item = record["pairs"][0]["image_1"]
     assert set(item["part_effects"]) == set(record["pairs"][0]["discriminative_parts"])
     assert len(item["deletion_curve"]) == 9 and item["deletion_auc"] is not None
+    assert len(item["road_curve"]) == 3 and item["road_auc"] == pytest.approx(sum(item["road_curve"]) / 3, rel=1e-5)
     assert any(k.startswith("randomisation_spearman_") for k in item)
     for block in ("fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"):  # the whole cascade is scored
         value = item[f"randomisation_spearman_{block}"]
@@ -51,11 +53,13 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         "deletion_auc",
         "insertion_auc",
         "chance_random_deletion_auc",
+        "road_auc",
+        "chance_random_road_auc",
     ):
         lo, hi = summary[f"{key}_ci"]
         assert summary[f"{key}_n"] == 6 and lo <= summary[key] <= hi, key
     assert summary["precision_n"] <= 6 and summary["randomisation_spearman_conv1_n"] <= 6
-    assert summary["metrics"] == ["parts", "interventions", "deletion", "insertion", "randomisation"]
+    assert summary["metrics"] == ["parts", "interventions", "deletion", "insertion", "road", "randomisation"]
     assert (run / "figures" / "perturbation_curves.png").is_file()
     assert (run / "figures" / "part_effects.png").is_file()
 
@@ -64,6 +68,7 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
     ("override", "expected"),
     [
         ("metrics=[deletion,bogus]", "unknown metric 'bogus'; choose from: parts, interventions, deletion"),
+        ("metrics=[road] metric_options.road_fractions=[0.5,1.0]", "road_fractions must lie in (0, 1)"),
         (
             "metrics=[interventions]",
             "metric 'interventions' needs part annotations and the images=[...] input has none",
@@ -75,7 +80,7 @@ def test_bad_metrics_are_one_line(trained: Path, tmp_path: Path, override: str, 
     face = save_image(fp.render(0).image, tmp_path / "face.png")
     ckpt = next(trained.glob("train/runs/*/checkpoints/last.ckpt"))
     result = run_entry(
-        "explain.py", f"images=[{face},{face}]", override, f"ckpt_path={ckpt}", "logger=none", cwd=tmp_path
+        "explain.py", f"images=[{face},{face}]", *override.split(), f"ckpt_path={ckpt}", "logger=none", cwd=tmp_path
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]

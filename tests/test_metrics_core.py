@@ -14,6 +14,7 @@ from scout_exp.explain.evaluation import part_precision_recall
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area
 from scout_exp.metrics import METRICS, MetricSettings, check_metrics, margin_fn, perturbation_curves, score_batch
 from scout_exp.metrics.parts import part_mass, pr_curves, segment_precision_recall, top_pixels
+from scout_exp.metrics.perturbation import baseline_images, batch_scores
 from scout_exp.metrics.randomisation import cascading_randomisation
 from scout_exp.metrics.stats import mean_ci, summarise
 
@@ -99,7 +100,14 @@ def _scores(maps: torch.Tensor, metrics: list[str], **kw: object) -> list[dict[s
         switched[i][0] = torch.where(pm[i] == 0, 0.2 * x[i], x[i])
         switched[i][1] = torch.where(pm[i] == 1, 1 - x[i], x[i])
     score = margin_fn(model, torch.tensor([0, 0]), torch.tensor([1, 1]))
-    settings = MetricSettings(part_names=NAMES, area_fraction=0.25, steps=8, baseline="zero", chance_draws=4)
+    settings = MetricSettings(
+        part_names=NAMES,
+        area_fraction=0.25,
+        steps=8,
+        deletion_baseline="zero",
+        insertion_baseline="zero",
+        chance_draws=4,
+    )
     return score_batch(
         metrics,
         images=x,
@@ -145,6 +153,26 @@ def test_deletion_curve_by_hand() -> None:
     assert float(ins[0]) == pytest.approx(8.0)
 
 
+def test_curves_reuse_the_shared_end_scores() -> None:
+    """Both ends of every curve are the image and its baseline: scored once, the same curves."""
+    x = torch.rand(3, 2, 12, 11, generator=torch.Generator().manual_seed(0))
+    maps = torch.rand(3, 3, 2, generator=torch.Generator().manual_seed(1))
+    calls: list[int] = []
+
+    def score(z: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        calls.append(len(z))
+        return (z * (i[:, None, None, None] + 1)).square().mean((1, 2, 3))
+
+    for mode, baseline in (("deletion", "zero"), ("insertion", "blur")):
+        base = baseline_images(x, baseline)
+        ends = torch.stack([batch_scores(score, x, 4), batch_scores(score, base, 4)], 1)
+        calls.clear()
+        shared = perturbation_curves(score, x, maps, mode=mode, steps=5, batch_size=4, ends=ends)
+        assert sum(calls) == 3 * 4  # the inner stages only
+        alone = perturbation_curves(score, x, maps, mode=mode, steps=5, batch_size=4)  # RISE's baseline of the mode
+        torch.testing.assert_close(shared, alone)
+
+
 def test_randomisation_changes_gradient_maps_and_restores_weights() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -187,3 +215,16 @@ def test_bad_metric_names() -> None:
     with pytest.raises(UserError, match="'interventions' needs part annotations and pairs.csv has none"):
         check_metrics(["deletion", "interventions"], False, "pairs.csv")
     assert check_metrics(list(METRICS), True, "FaceParts") == list(METRICS)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"deletion_baseline": "black"}, "unknown deletion_baseline 'black'; choose one of: blur, zero, mean"),
+        ({"steps": 0}, "steps, batch_size and chance_draws must be >= 1"),
+        ({"road_fractions": (0.5, 1.0)}, r"road_fractions must lie in \(0, 1\)"),
+    ],
+)
+def test_bad_metric_options(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(UserError, match=expected):
+        MetricSettings(**options)

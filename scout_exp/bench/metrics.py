@@ -4,8 +4,12 @@ On FaceParts look-alike pairs (default data settings, 112 px) with a resnet18 of
 (the cost does not depend on the weights), SCOUT maps (gradient x activation, ``a_abar_as``) at
 layer4 are timed, then :func:`scout_exp.metrics.score_batch` with each metric alone. Two
 speed-ups on the same inputs: the one-sort PR curve against the per-fraction protocol
-(:func:`scout_exp.explain.evaluation.pr_curve`, 100 resizes and sorts per image), and the batched
+(:func:`scout_exp.explain.evaluation.pr_curve`, 100 resizes and sorts per image), the batched
 deletion curve against ``quantus.PixelFlipping`` (same number of model calls per image).
+
+``<metric>_forwards_per_image`` counts the images the model sees per explained image (a backward
+pass not included): the floor of a metric's cost, against about one forward for the explanation
+itself (``explain_forwards_per_image``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from scout_exp.explain.evaluation import pr_curve
 from scout_exp.explain.pairs import faceparts_pairs
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.metrics import METRICS, MetricSettings, margin_fn, perturbation_curves, score_batch
+from scout_exp.metrics.parts import pr_curves
 from scout_exp.metrics.truth import faceparts_truth
 
 
@@ -33,23 +38,36 @@ def _timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def main(pairs: int = 8) -> dict[str, Any]:
+class _Counter:
+    """Counts the images a model's forward passes see (a forward pre-hook)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.images = 0
+        model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        self.images += len(args[0])
+
+
+def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
     fp = FaceParts(num_identities=20, images_per_identity=250)
     chosen = faceparts_pairs(fp, list(range(0, 400)), pairs)
-    preprocess = Preprocess(InputSpec(size=112))
+    preprocess = Preprocess(InputSpec(size=size))
     x = torch.stack([preprocess(fp.render(int(i)).image) for p in chosen for i in (p.image_1, p.image_2)])
     ya = torch.tensor([c for p in chosen for c in (p.class_1, p.class_2)])
     yb = torch.tensor([c for p in chosen for c in (p.class_2, p.class_1)])
     model = torchvision.models.resnet18(num_classes=20).eval()
     explainer = ScoutExplainer(
-        model, attribution="gradxact", target_layer="layer4", confidence="softmax", variant="a_abar_as"
+        model, attribution="gradxact", target_layer="layer4", head="softmax", variant="a_abar_as"
     )
     explainer.explain(x[:2], ya[:2], yb[:2])  # warm-up
+    counter = _Counter(model)
     e, t_explain = _timed(lambda: explainer.explain(x, ya, yb))
+    explain_forwards = counter.images
     truths = [
-        faceparts_truth(fp, int(i), int(c), (112, 112), preprocess, interventions=True)
+        faceparts_truth(fp, int(i), int(c), (size, size), preprocess, interventions=True)
         for p in chosen
         for i, c in ((p.image_1, p.class_2), (p.image_2, p.class_1))
     ]
@@ -69,15 +87,17 @@ def main(pairs: int = 8) -> dict[str, Any]:
         "images": len(x),
         "threads": torch.get_num_threads(),
         "explain_pairs_per_s": round(pairs / t_explain, 2),
+        "explain_forwards_per_image": round(explain_forwards / len(x), 2),
     }
     for metric in METRICS:
+        counter.images = 0
         _, t = _timed(lambda m=metric: score_batch([m], **kw))
         result[f"{metric}_pairs_per_s"] = round(pairs / t, 2)
         result[f"{metric}_time_over_explain"] = round(t / t_explain, 2)
+        result[f"{metric}_forwards_per_image"] = round(counter.images / len(x), 2)
+    result["all_metrics_time_over_explain"] = round(sum(result[f"{m}_time_over_explain"] for m in METRICS), 2)
 
     # PR curve: one sort against 100 resize + sort + part counts per image
-    from scout_exp.metrics.parts import pr_curves
-
     _, t_new = _timed(lambda: pr_curves(kw["maps"], kw["part_maps"], kw["discriminative"], MetricSettings().fractions))
     _, t_old = _timed(
         lambda: [
@@ -95,8 +115,8 @@ def main(pairs: int = 8) -> dict[str, Any]:
     # deletion: batched torch against quantus.PixelFlipping, same number of model calls per image
     import quantus
 
-    step = 448  # quantus' features are C*H*W values and its step must divide H*W: 84 steps
-    steps = 3 * 112 * 112 // step
+    step = 4 * size  # quantus' features are C*H*W values and its step must divide H*W
+    steps = 3 * size * size // step
     xs, ys, ms = x[:4], ya[:4], e.discriminant[:4]
     logit_model = torch.nn.Sequential(model).eval()  # quantus refuses a model in training mode
 
@@ -109,7 +129,7 @@ def main(pairs: int = 8) -> dict[str, Any]:
         metric = quantus.PixelFlipping(
             features_in_step=step, perturb_baseline=0.0, normalise=False, disable_warnings=True
         )
-        maps = torch.nn.functional.interpolate(ms[:, None], size=(112, 112), mode="bilinear").expand(-1, 3, -1, -1)
+        maps = torch.nn.functional.interpolate(ms[:, None], size=(size, size), mode="bilinear").expand(-1, 3, -1, -1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return metric(
@@ -127,4 +147,5 @@ def main(pairs: int = 8) -> dict[str, Any]:
         _, t_q = _timed(theirs)
     result["deletion_speedup_over_quantus"] = round(t_q / t_ours, 2)
     result["deletion_ours_s"] = round(t_ours, 2)
+
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in result.items()}

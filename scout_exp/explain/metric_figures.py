@@ -1,4 +1,4 @@
-"""Figures of the explanation metrics: mean deletion/insertion curves, part effect against attribution mass."""
+"""Figures of the explanation metrics: mean deletion/insertion/ROAD curves, part effect against attribution mass."""
 
 from __future__ import annotations
 
@@ -13,26 +13,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scout_exp.io import save_figure  # noqa: E402
+from scout_exp.metrics.road import FRACTIONS  # noqa: E402
 
 
 def _items(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r[k] for r in records for k in ("image_1", "image_2") if k in r]
 
 
-def save_metric_figures(folder: Path, records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
-    """Write the figures the chosen metrics have; returns their names relative to the run folder."""
+def save_metric_figures(
+    folder: Path, records: Sequence[dict[str, Any]], metrics: Sequence[str], road_fractions: Sequence[float] = FRACTIONS
+) -> list[str]:
+    """Write the figures the chosen metrics have; returns their names relative to the run folder.
+
+    ``road_fractions``: the removal fractions the ``road_curve`` values were taken at.
+    """
     items, names = _items(records), []
-    curves = {m: [i[f"{m}_curve"] for i in items if f"{m}_curve" in i] for m in ("deletion", "insertion")}
+    curves = {m: [i[f"{m}_curve"] for i in items if f"{m}_curve" in i] for m in ("deletion", "insertion", "road")}
     if any(curves.values()):
         fig, ax = plt.subplots(figsize=(4.5, 3.4))
         for mode, rows in curves.items():
             if rows:
                 c = np.array(rows, dtype=float)
-                x = np.linspace(0, 1, c.shape[1])
+                x = np.asarray(road_fractions) if mode == "road" else np.linspace(0, 1, c.shape[1])
                 auc = np.nanmean([i[f"{mode}_auc"] for i in items if i.get(f"{mode}_auc") is not None])
-                ax.plot(x, np.nanmean(c, 0), label=f"{mode} (AUC {auc:.2f})")
+                label = "ROAD, most relevant first" if mode == "road" else mode
+                ax.plot(x, np.nanmean(c, 0), label=f"{label} (AUC {auc:.2f})")
         ax.set_xlabel("fraction of pixels removed / inserted (most important first)")
-        ax.set_ylabel("margin logit_a - logit_b")
+        ax.set_ylabel("explained score")
         ax.legend()
         save_figure(fig, folder / "perturbation_curves.png")
         names.append("figures/perturbation_curves.png")

@@ -26,8 +26,17 @@ from scout_exp.metrics.parts import (
     top_pixels,
     whole_face_precision_recall,
 )
-from scout_exp.metrics.perturbation import ScoreFn, perturbation_curves
+from scout_exp.metrics.perturbation import (
+    BASELINES,
+    RISE_BASELINES,
+    ScoreFn,
+    baseline_images,
+    batch_scores,
+    perturbation_curves,
+)
 from scout_exp.metrics.randomisation import cascading_randomisation
+from scout_exp.metrics.road import FRACTIONS as ROAD_FRACTIONS
+from scout_exp.metrics.road import road_curves
 from scout_exp.metrics.stats import mean_ci, summarise
 
 __all__ = [
@@ -43,8 +52,9 @@ __all__ = [
 ]
 
 #: parts: SCOUT part precision/recall and PR curve; interventions: part effects on the margin;
-#: deletion / insertion: RISE curves and AUC; randomisation: cascading parameter randomisation.
-METRICS = ("parts", "interventions", "deletion", "insertion", "randomisation")
+#: deletion / insertion: RISE curves and AUC; road: ROAD's most-relevant-first curve (noisy linear
+#: imputation); randomisation: cascading parameter randomisation.
+METRICS = ("parts", "interventions", "deletion", "insertion", "road", "randomisation")
 PART_METRICS = ("parts", "interventions")  # need part annotations (FaceParts)
 
 
@@ -65,7 +75,7 @@ def check_metrics(metrics: Sequence[str], has_parts: bool, data: str) -> list[st
 
 @dataclass
 class MetricSettings:
-    """Protocol parameters (defaults: SCOUT's area fractions, RISE's blur baseline)."""
+    """Protocol parameters (defaults: SCOUT's area fractions, the RISE reference code's baselines)."""
 
     part_names: Sequence[str] = ()
     area_fraction: float = 0.1
@@ -76,10 +86,27 @@ class MetricSettings:
     chance_draws: int = 4
     centre: tuple[float, float] = (0.5, 0.55)
     centre_sigma: float = 0.25
-    steps: int = 56
-    baseline: str = "blur"
+    steps: int = 16
+    deletion_baseline: str = RISE_BASELINES["deletion"]
+    insertion_baseline: str = RISE_BASELINES["insertion"]
+    road_fractions: Sequence[float] = ROAD_FRACTIONS
+    road_noise: float = 0.01
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """UserError (one line) for a protocol parameter no metric can run with."""
+        for mode in ("deletion", "insertion"):
+            if getattr(self, f"{mode}_baseline") not in BASELINES:
+                raise UserError(
+                    f"unknown {mode}_baseline {getattr(self, f'{mode}_baseline')!r}; choose one of: {', '.join(BASELINES)}"
+                )
+        if self.steps < 1 or self.batch_size < 1 or self.chance_draws < 1:
+            raise UserError(
+                f"metric_options steps, batch_size and chance_draws must be >= 1, got {self.steps}, {self.batch_size}, {self.chance_draws}"
+            )
+        if not all(0 < f < 1 for f in self.road_fractions):
+            raise UserError(f"metric_options.road_fractions must lie in (0, 1), got {list(self.road_fractions)}")
 
 
 def score_batch(
@@ -176,20 +203,37 @@ def score_batch(
                 chance_random_top_part_hit=_f(torch.stack([r["top_part_hit"][i] for r in rand_scores]).nanmean()),
                 chance_random_single_part_share=_f(rand_share[:, i].nanmean()),
             )
-    for mode in ("deletion", "insertion"):
-        if mode in metrics:
-            assert score_fn is not None
-            kw = dict(mode=mode, baseline=settings.baseline, steps=settings.steps, batch_size=settings.batch_size)
-            curves, auc = perturbation_curves(score_fn, images, maps, **kw)
-            _, rand_auc = perturbation_curves(score_fn, images, chance[0], **kw)
-            for i in range(b):
-                out[i].update(
-                    {
-                        f"{mode}_auc": _f(auc[i]),
-                        f"{mode}_curve": [round(float(v), 5) for v in curves[i]],
-                        f"chance_random_{mode}_auc": _f(rand_auc[i]),
-                    }
-                )
+    modes = [m for m in ("deletion", "insertion") if m in metrics]
+    if modes:
+        assert score_fn is not None
+        unperturbed = batch_scores(score_fn, images, settings.batch_size)  # one end of every curve
+    for mode in modes:
+        base = baseline_images(images, getattr(settings, f"{mode}_baseline"))
+        ends = torch.stack(
+            [unperturbed, batch_scores(score_fn, base, settings.batch_size)], 1
+        )  # map and chance share them
+        kw = dict(mode=mode, baseline=base, steps=settings.steps, batch_size=settings.batch_size, ends=ends)
+        curves, auc = perturbation_curves(score_fn, images, maps, **kw)
+        _, rand_auc = perturbation_curves(score_fn, images, chance[0], **kw)
+        for i in range(b):
+            out[i].update(
+                {
+                    f"{mode}_auc": _f(auc[i]),
+                    f"{mode}_curve": [round(float(v), 5) for v in curves[i]],
+                    f"chance_random_{mode}_auc": _f(rand_auc[i]),
+                }
+            )
+    if "road" in metrics:
+        assert score_fn is not None
+        kw = dict(fractions=tuple(settings.road_fractions), noise=settings.road_noise, seed=settings.seed)
+        curves, auc = road_curves(score_fn, images, maps, batch_size=settings.batch_size, **kw)
+        _, rand_auc = road_curves(score_fn, images, chance[0], batch_size=settings.batch_size, **kw)
+        for i in range(b):
+            out[i].update(
+                road_auc=_f(auc[i]),
+                road_curve=[round(float(v), 5) for v in curves[i]],
+                chance_random_road_auc=_f(rand_auc[i]),
+            )
     if "randomisation" in metrics:
         assert model is not None and explain_fn is not None
         blocks, rho, rho_abs = cascading_randomisation(model, explain_fn, images, seed=settings.seed)

@@ -52,6 +52,7 @@ SCORES = (
     "single_part_share",
     "deletion_auc",
     "insertion_auc",
+    "road_auc",
 )
 
 

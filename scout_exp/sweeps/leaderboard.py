@@ -19,7 +19,7 @@ from scout_exp.io import atomic_path, save_figure
 from scout_exp.sweeps.collect import find_jobs
 
 #: metrics where lower is better
-LOWER_IS_BETTER = ("deletion_auc",)
+LOWER_IS_BETTER = ("deletion_auc", "road_auc")
 SETTING = ("attribution", "variant", "confidence", "layer")
 CHANCE = (("random", "random map"), ("face", "whole face"), ("centre", "centre prior"))
 

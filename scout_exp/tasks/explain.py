@@ -93,7 +93,12 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("align"):
         summary["align"] = cfg.align
     summary, figures, table, curve, items = _summarise(summary, iter_records(out), recogniser, mode)
-    figures += save_metric_figures(out / "figures", [{"image_1": i} for i in items], summary.get("metrics", ()))
+    figures += save_metric_figures(
+        out / "figures",
+        [{"image_1": i} for i in items],
+        summary.get("metrics", ()),
+        road_fractions=list(cfg.metric_options.road_fractions),
+    )
     if curve:
         save_pr_figure(
             out / "figures" / "pr_curve.png",
