@@ -7,7 +7,10 @@ Spearman rank correlation per image (of the values and of their absolute values;
 original was not). A method that
 depends on the model gives correlations that fall; one that does not is an edge detector. The
 weights are restored afterwards (the model is randomised in place to keep every hook and wrapper
-that ``explain_fn`` holds on it).
+that ``explain_fn`` holds on it). The generator is re-seeded before each block, as in quantus'
+``MPRT`` (``layer_order="top_down"``), with which ``tests/test_metrics_quantus.py`` checks
+agreement where the blocks are its layers; quantus re-initialises every layer separately,
+here the output-side blocks of a network (7 for a ResNet instead of 41 layers).
 """
 
 from __future__ import annotations
@@ -80,8 +83,8 @@ def cascading_randomisation(
     fork_devices = [x.device] if x.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
             for name, module in found:
+                torch.manual_seed(seed)  # re-seeded for every block, as quantus' MPRT does (with seed + 1)
                 for sub in module.modules():
                     if hasattr(sub, "reset_parameters"):
                         sub.reset_parameters()
