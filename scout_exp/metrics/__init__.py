@@ -209,31 +209,18 @@ def score_batch(
         unperturbed = batch_scores(score_fn, images, settings.batch_size)  # one end of every curve
     for mode in modes:
         base = baseline_images(images, getattr(settings, f"{mode}_baseline"))
-        ends = torch.stack(
-            [unperturbed, batch_scores(score_fn, base, settings.batch_size)], 1
-        )  # map and chance share them
+        # both ends of every curve are the image and its baseline, shared by the map's and the random map's
+        ends = torch.stack([unperturbed, batch_scores(score_fn, base, settings.batch_size)], 1)
         kw = dict(mode=mode, baseline=base, steps=settings.steps, batch_size=settings.batch_size, ends=ends)
         curves, auc = perturbation_curves(score_fn, images, maps, **kw)
         _, rand_auc = perturbation_curves(score_fn, images, chance[0], **kw)
-        for i in range(b):
-            out[i].update(
-                {
-                    f"{mode}_auc": _f(auc[i]),
-                    f"{mode}_curve": [round(float(v), 5) for v in curves[i]],
-                    f"chance_random_{mode}_auc": _f(rand_auc[i]),
-                }
-            )
+        _add_curves(out, mode, curves, auc, rand_auc)
     if "road" in metrics:
         assert score_fn is not None
         kw = dict(fractions=tuple(settings.road_fractions), noise=settings.road_noise, seed=settings.seed)
         curves, auc = road_curves(score_fn, images, maps, batch_size=settings.batch_size, **kw)
         _, rand_auc = road_curves(score_fn, images, chance[0], batch_size=settings.batch_size, **kw)
-        for i in range(b):
-            out[i].update(
-                road_auc=_f(auc[i]),
-                road_curve=[round(float(v), 5) for v in curves[i]],
-                chance_random_road_auc=_f(rand_auc[i]),
-            )
+        _add_curves(out, "road", curves, auc, rand_auc)
     if "randomisation" in metrics:
         assert model is not None and explain_fn is not None
         blocks, rho, rho_abs = cascading_randomisation(model, explain_fn, images, seed=settings.seed)
@@ -241,6 +228,18 @@ def score_batch(
             out[i].update({f"randomisation_spearman_{n}": _f(rho[i, j]) for j, n in enumerate(blocks)})
             out[i].update({f"randomisation_abs_spearman_{n}": _f(rho_abs[i, j]) for j, n in enumerate(blocks)})
     return out
+
+
+def _add_curves(out: list[dict[str, object]], name: str, curves: Tensor, auc: Tensor, chance_auc: Tensor) -> None:
+    """Add ``<name>_auc``, ``<name>_curve`` and ``chance_random_<name>_auc`` to each image's record."""
+    for i, record in enumerate(out):
+        record.update(
+            {
+                f"{name}_auc": _f(auc[i]),
+                f"{name}_curve": [round(float(v), 5) for v in curves[i]],
+                f"chance_random_{name}_auc": _f(chance_auc[i]),
+            }
+        )
 
 
 def margin_fn(logits_fn: Callable[[Tensor], Tensor], class_a: Tensor, class_b: Tensor) -> ScoreFn:

@@ -9,15 +9,17 @@ The baselines default to the reference code's (:data:`RISE_BASELINES`): zeros (o
 input) for deletion, a blurred copy for insertion.
 
 Steps: the reference removes 224 pixels a step at 224x224 (224 steps); the default here is 16.
-On the default classifier (50 images, gradxact ``a_abar_as``, blurred baselines) the AUC at 16 steps differs from the
-AUC at 112 steps by 0.017 on average (max 0.09; the per-image AUCs spread with sd 5.0 and sit 0.8
-from the random map's) and ranks the images identically (Spearman 1.000): see ``docs/metrics.md``.
+On the default classifier (50 images, gradxact ``a_abar_as``, blurred baselines) the AUC at 16
+steps differs from the AUC at 112 steps by 0.017 on average (max 0.09; the per-image AUCs spread
+with sd 5.0 and sit 0.8 from the random map's) and ranks the images identically (Spearman 1.000):
+see ``docs/metrics.md``.
 
 Why not quantus: ``quantus.PixelFlipping`` (deletion) perturbs a NumPy copy step by step and runs
-one model call per step and batch; here all ``B * (steps + 1)`` images are built by one
-``torch.where`` from a rank map and scored in chunks of ``batch_size``. ``tests/test_metrics_quantus.py``
-checks that the curves agree with quantus on the same inputs; ``python -m scout_exp.bench metrics``
-prints the speed-up.
+one model call per step and batch; here the ``B * (steps - 1)`` inner stages of a batch are built
+by ``torch.where`` from one rank map, chunk by chunk, and scored in chunks of ``batch_size``; the
+two ends (the image, the baseline) are scored once per image and shared between maps.
+``tests/test_metrics_quantus.py`` checks that the curves agree with quantus on the same inputs;
+``python -m scout_exp.bench metrics`` prints the speed-up.
 """
 
 from __future__ import annotations
