@@ -68,7 +68,8 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
     ("override", "expected"),
     [
         ("metrics=[deletion,bogus]", "unknown metric 'bogus'; choose from: parts, interventions, deletion"),
-        ("metrics=[road] metric_options.road_fractions=[0.5,1.0]", "road_fractions must lie in (0, 1)"),
+        ("metrics=[road] metric_options.road_fractions=[0.5,1.0]", "road_fractions must be a non-empty list of shares"),
+        ("metrics=[road] +metric_options.step=4", "unknown metric_options step; choose from:"),
         (
             "metrics=[interventions]",
             "metric 'interventions' needs part annotations and the images=[...] input has none",

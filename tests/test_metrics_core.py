@@ -221,10 +221,15 @@ def test_bad_metric_names() -> None:
     ("options", "expected"),
     [
         ({"deletion_baseline": "black"}, "unknown deletion_baseline 'black'; choose one of: blur, zero, mean"),
-        ({"steps": 0}, "steps, batch_size and chance_draws must be >= 1"),
-        ({"road_fractions": (0.5, 1.0)}, r"road_fractions must lie in \(0, 1\)"),
+        ({"steps": 0}, r"metric_options.steps must be >= 1, got 0"),
+        ({"chance_draws": 0}, r"metric_options.chance_draws must be >= 1"),
+        ({"road_fractions": (0.5, 1.0)}, r"road_fractions must be a non-empty list of shares in \(0, 1\)"),
+        ({"road_fractions": ()}, r"road_fractions must be a non-empty list"),
+        ({"road_fractions": 0.5}, r"road_fractions must be a non-empty list"),
+        ({"road_noise": -1.0}, r"road_noise is a standard deviation and must be >= 0"),
+        ({"step": 4}, r"unknown metric_options step; choose from: .*steps"),
     ],
 )
 def test_bad_metric_options(options: dict[str, object], expected: str) -> None:
     with pytest.raises(UserError, match=expected):
-        MetricSettings(**options)
+        MetricSettings.from_options(options, part_names=("face",))

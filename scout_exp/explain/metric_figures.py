@@ -15,6 +15,13 @@ import numpy as np  # noqa: E402
 from scout_exp.io import save_figure  # noqa: E402
 from scout_exp.metrics.road import FRACTIONS  # noqa: E402
 
+#: legend of each curve: its mean score, the random map's, and which direction is good
+LABELS = {
+    "deletion": "deletion: AUC {value:.2f}\n(random map {chance:.2f}; lower is better)",
+    "insertion": "insertion: AUC {value:.2f}\n(random map {chance:.2f}; higher is better)",
+    "road": "ROAD, most relevant first:\nmean {value:.2f} (random map {chance:.2f};\nlower is better)",
+}
+
 
 def _items(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r[k] for r in records for k in ("image_1", "image_2") if k in r]
@@ -30,17 +37,21 @@ def save_metric_figures(
     items, names = _items(records), []
     curves = {m: [i[f"{m}_curve"] for i in items if f"{m}_curve" in i] for m in ("deletion", "insertion", "road")}
     if any(curves.values()):
-        fig, ax = plt.subplots(figsize=(4.5, 3.4))
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
         for mode, rows in curves.items():
             if rows:
                 c = np.array(rows, dtype=float)
                 x = np.asarray(road_fractions) if mode == "road" else np.linspace(0, 1, c.shape[1])
-                auc = np.nanmean([i[f"{mode}_auc"] for i in items if i.get(f"{mode}_auc") is not None])
-                label = "ROAD, most relevant first" if mode == "road" else mode
-                ax.plot(x, np.nanmean(c, 0), label=f"{label} (AUC {auc:.2f})")
-        ax.set_xlabel("fraction of pixels removed / inserted (most important first)")
+                value = np.nanmean([i[f"{mode}_auc"] for i in items if i.get(f"{mode}_auc") is not None])
+                chance = np.nanmean(
+                    [i[f"chance_random_{mode}_auc"] for i in items if i.get(f"chance_random_{mode}_auc") is not None]
+                )
+                label = LABELS[mode].format(value=value, chance=chance)
+                ax.plot(x, np.nanmean(c, 0), "o-" if mode == "road" else "-", ms=3, label=label)
+        ax.set_xlabel("fraction of pixels perturbed (most important first)")
         ax.set_ylabel("explained score")
-        ax.legend()
+        ax.set_title(f"mean over {max(len(r) for r in curves.values())} images", fontsize=9)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
         save_figure(fig, folder / "perturbation_curves.png")
         names.append("figures/perturbation_curves.png")
     pts = [(i["part_mass"].get(p, 0.0), d) for i in items if "part_effects" in i for p, d in i["part_effects"].items()]

@@ -7,8 +7,9 @@ bootstrap confidence intervals. The definitions and their sources are in ``docs/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,16 +98,31 @@ class MetricSettings:
     def __post_init__(self) -> None:
         """UserError (one line) for a protocol parameter no metric can run with."""
         for mode in ("deletion", "insertion"):
-            if getattr(self, f"{mode}_baseline") not in BASELINES:
-                raise UserError(
-                    f"unknown {mode}_baseline {getattr(self, f'{mode}_baseline')!r}; choose one of: {', '.join(BASELINES)}"
-                )
-        if self.steps < 1 or self.batch_size < 1 or self.chance_draws < 1:
+            value = getattr(self, f"{mode}_baseline")
+            if value not in BASELINES:
+                raise UserError(f"unknown {mode}_baseline {value!r}; choose one of: {', '.join(BASELINES)}")
+        for key in ("steps", "batch_size", "chance_draws"):
+            if getattr(self, key) < 1:
+                raise UserError(f"metric_options.{key} must be >= 1, got {getattr(self, key)}")
+        fractions = self.road_fractions
+        if isinstance(fractions, (str, int, float)) or not fractions or not all(0 < f < 1 for f in fractions):
             raise UserError(
-                f"metric_options steps, batch_size and chance_draws must be >= 1, got {self.steps}, {self.batch_size}, {self.chance_draws}"
+                f"metric_options.road_fractions must be a non-empty list of shares in (0, 1), e.g. [0.1,0.5,0.9]; got {fractions!r}"
             )
-        if not all(0 < f < 1 for f in self.road_fractions):
-            raise UserError(f"metric_options.road_fractions must lie in (0, 1), got {list(self.road_fractions)}")
+        if self.road_noise < 0:
+            raise UserError(
+                f"metric_options.road_noise is a standard deviation and must be >= 0, got {self.road_noise}"
+            )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], **fixed: Any) -> MetricSettings:
+        """Settings from the ``metric_options`` of a config plus ``fixed`` fields; UserError naming an
+        unknown option with the valid ones."""
+        known = {f.name for f in fields(cls)} - set(fixed)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UserError(f"unknown metric_options {', '.join(unknown)}; choose from: {', '.join(sorted(known))}")
+        return cls(**fixed, **options)
 
 
 def score_batch(

@@ -145,10 +145,10 @@ def _scout_module(
         part_names=FACE_PARTS if faceparts is not None else None,
         class_names=recogniser.class_names,
         metrics=_metrics(cfg, faceparts),
-        metric_settings=MetricSettings(
+        metric_settings=MetricSettings.from_options(
+            to_container(cfg.metric_options),
             part_names=FACE_PARTS if faceparts is not None else (),
             area_fraction=cfg.segment.area_fraction,
-            **to_container(cfg.metric_options),
         ),
     )
     summary = {
