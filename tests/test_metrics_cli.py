@@ -32,6 +32,7 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         "metrics=[parts,interventions,deletion,insertion,road,randomisation]",
         "metric_options.steps=8",
         "metric_options.road_fractions=[0.25,0.5,0.75]",
+        "metric_options.curve_chance=[random,centre]",
         "attribution.layer=layer2",  # 4x4 maps at the tiny 32 px input (layer4 is 1x1: constant maps)
         cwd=trained,
     )
@@ -55,6 +56,8 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         "chance_random_deletion_auc",
         "road_auc",
         "chance_random_road_auc",
+        "chance_centre_deletion_auc",
+        "chance_centre_road_auc",
     ):
         lo, hi = summary[f"{key}_ci"]
         assert summary[f"{key}_n"] == 6 and lo <= summary[key] <= hi, key

@@ -13,9 +13,11 @@ from scout_exp.errors import UserError
 from scout_exp.explain.evaluation import part_precision_recall
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area
 from scout_exp.metrics import METRICS, MetricSettings, check_metrics, margin_fn, perturbation_curves, score_batch
+from scout_exp.metrics.chance import centre_prior
 from scout_exp.metrics.parts import part_mass, pr_curves, segment_precision_recall, top_pixels
 from scout_exp.metrics.perturbation import baseline_images, batch_scores
 from scout_exp.metrics.randomisation import cascading_randomisation
+from scout_exp.metrics.road import road_curves
 from scout_exp.metrics.stats import mean_ci, summarise
 
 H = W = 16
@@ -90,7 +92,9 @@ def test_part_mass_is_the_share_of_the_map_on_each_part() -> None:
     np.testing.assert_allclose(mass[0].numpy(), [4 / 6, 2 / 6, 0.0])
 
 
-def _scores(maps: torch.Tensor, metrics: list[str], **kw: object) -> list[dict[str, object]]:
+def _scores(
+    maps: torch.Tensor, metrics: list[str], options: dict[str, object] | None = None, **kw: object
+) -> list[dict[str, object]]:
     model = ReadsPart0()
     x = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(1))
     pm = torch.stack([_part_map()] * 2)
@@ -107,6 +111,7 @@ def _scores(maps: torch.Tensor, metrics: list[str], **kw: object) -> list[dict[s
         deletion_baseline="zero",
         insertion_baseline="zero",
         chance_draws=4,
+        **(options or {}),
     )
     return score_batch(
         metrics,
@@ -140,6 +145,22 @@ def test_perfect_map_deletes_faster_than_a_random_map() -> None:
         assert rec["deletion_auc"] < rec["chance_random_deletion_auc"]
         assert rec["insertion_auc"] > rec["chance_random_insertion_auc"]
         assert len(rec["deletion_curve"]) == 9
+
+
+def test_centre_prior_chance_rows_of_the_curve_metrics() -> None:
+    """``curve_chance=[random,centre]``: the centre prior's AUCs are its own map's curves."""
+    perfect = (_part_map() == 0).float()[None].repeat(2, 1, 1) + 0.01 * torch.rand(2, H, W)
+    options = {"curve_chance": ("random", "centre"), "road_fractions": (0.25, 0.5), "road_noise": 0.0}
+    records = _scores(perfect, ["deletion", "road"], options)
+    x = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(1))  # the images of _scores
+    score = margin_fn(ReadsPart0(), torch.tensor([0, 0]), torch.tensor([1, 1]))
+    centre = centre_prior(2, (H, W), (0.5, 0.55), 0.25)
+    _, deletion = perturbation_curves(score, x, centre, mode="deletion", baseline="zero", steps=8)
+    _, road = road_curves(score, x, centre, fractions=(0.25, 0.5), noise=0.0)
+    for i, rec in enumerate(records):
+        assert rec["chance_centre_deletion_auc"] == pytest.approx(float(deletion[i]), abs=1e-5)
+        assert rec["chance_centre_road_auc"] == pytest.approx(float(road[i]), abs=1e-5)
+        assert rec["chance_random_deletion_auc"] is not None and "chance_face_deletion_auc" not in rec
 
 
 def test_deletion_curve_by_hand() -> None:
@@ -228,6 +249,8 @@ def test_bad_metric_names() -> None:
         ({"road_fractions": 0.5}, r"road_fractions must be a non-empty list"),
         ({"road_noise": -1.0}, r"road_noise is a standard deviation and must be >= 0"),
         ({"step": 4}, r"unknown metric_options step; choose from: .*steps"),
+        ({"curve_chance": ("random", "face")}, r"curve_chance is a list of chance maps from: random, centre"),
+        ({"curve_chance": "centre"}, r"curve_chance is a list of chance maps"),
     ],
 )
 def test_bad_metric_options(options: dict[str, object], expected: str) -> None:

@@ -57,6 +57,8 @@ __all__ = [
 #: imputation); randomisation: cascading parameter randomisation.
 METRICS = ("parts", "interventions", "deletion", "insertion", "road", "randomisation")
 PART_METRICS = ("parts", "interventions")  # need part annotations (FaceParts)
+#: chance maps the curve metrics (deletion, insertion, road) can be run with; each costs a curve
+CURVE_CHANCE = ("random", "centre")
 
 
 def check_metrics(metrics: Sequence[str], has_parts: bool, data: str) -> list[str]:
@@ -92,6 +94,7 @@ class MetricSettings:
     insertion_baseline: str = RISE_BASELINES["insertion"]
     road_fractions: Sequence[float] = ROAD_FRACTIONS
     road_noise: float = 0.01
+    curve_chance: Sequence[str] = ("random",)
     batch_size: int = 64
     seed: int = 0
 
@@ -108,6 +111,13 @@ class MetricSettings:
         if isinstance(fractions, (str, int, float)) or not fractions or not all(0 < f < 1 for f in fractions):
             raise UserError(
                 f"metric_options.road_fractions must be a non-empty list of shares in (0, 1), e.g. [0.1,0.5,0.9]; got {fractions!r}"
+            )
+        unknown = (
+            [c for c in self.curve_chance if c not in CURVE_CHANCE] if not isinstance(self.curve_chance, str) else []
+        )
+        if isinstance(self.curve_chance, str) or unknown:
+            raise UserError(
+                f"metric_options.curve_chance is a list of chance maps from: {', '.join(CURVE_CHANCE)}; got {self.curve_chance!r}"
             )
         if self.road_noise < 0:
             raise UserError(
@@ -220,23 +230,31 @@ def score_batch(
                 chance_random_single_part_share=_f(rand_share[:, i].nanmean()),
             )
     modes = [m for m in ("deletion", "insertion") if m in metrics]
-    if modes:
+    if modes or "road" in metrics:
         assert score_fn is not None
+        curve_chance = {
+            "random": chance[0],
+            "centre": centre_prior(b, (h, w), settings.centre, settings.centre_sigma),
+        }
+        curve_chance = {k: curve_chance[k] for k in settings.curve_chance}
+    if modes:
         unperturbed = batch_scores(score_fn, images, settings.batch_size)  # one end of every curve
     for mode in modes:
         base = baseline_images(images, getattr(settings, f"{mode}_baseline"))
-        # both ends of every curve are the image and its baseline, shared by the map's and the random map's
+        # both ends of every curve are the image and its baseline, shared by the map's and the chance maps'
         ends = torch.stack([unperturbed, batch_scores(score_fn, base, settings.batch_size)], 1)
         kw = dict(mode=mode, baseline=base, steps=settings.steps, batch_size=settings.batch_size, ends=ends)
         curves, auc = perturbation_curves(score_fn, images, maps, **kw)
-        _, rand_auc = perturbation_curves(score_fn, images, chance[0], **kw)
-        _add_curves(out, mode, curves, auc, rand_auc)
+        chance_auc = {k: perturbation_curves(score_fn, images, m, **kw)[1] for k, m in curve_chance.items()}
+        _add_curves(out, mode, curves, auc, chance_auc)
     if "road" in metrics:
-        assert score_fn is not None
         kw = dict(fractions=tuple(settings.road_fractions), noise=settings.road_noise, seed=settings.seed)
         curves, auc = road_curves(score_fn, images, maps, batch_size=settings.batch_size, **kw)
-        _, rand_auc = road_curves(score_fn, images, chance[0], batch_size=settings.batch_size, **kw)
-        _add_curves(out, "road", curves, auc, rand_auc)
+        chance_auc = {
+            k: road_curves(score_fn, images, m, batch_size=settings.batch_size, **kw)[1]
+            for k, m in curve_chance.items()
+        }
+        _add_curves(out, "road", curves, auc, chance_auc)
     if "randomisation" in metrics:
         assert model is not None and explain_fn is not None
         blocks, rho, rho_abs = cascading_randomisation(model, explain_fn, images, seed=settings.seed)
@@ -246,16 +264,13 @@ def score_batch(
     return out
 
 
-def _add_curves(out: list[dict[str, object]], name: str, curves: Tensor, auc: Tensor, chance_auc: Tensor) -> None:
-    """Add ``<name>_auc``, ``<name>_curve`` and ``chance_random_<name>_auc`` to each image's record."""
+def _add_curves(
+    out: list[dict[str, object]], name: str, curves: Tensor, auc: Tensor, chance_auc: dict[str, Tensor]
+) -> None:
+    """Add ``<name>_auc``, ``<name>_curve`` and ``chance_<map>_<name>_auc`` to each image's record."""
     for i, record in enumerate(out):
-        record.update(
-            {
-                f"{name}_auc": _f(auc[i]),
-                f"{name}_curve": [round(float(v), 5) for v in curves[i]],
-                f"chance_random_{name}_auc": _f(chance_auc[i]),
-            }
-        )
+        record.update({f"{name}_auc": _f(auc[i]), f"{name}_curve": [round(float(v), 5) for v in curves[i]]})
+        record.update({f"chance_{k}_{name}_auc": _f(v[i]) for k, v in chance_auc.items()})
 
 
 def margin_fn(logits_fn: Callable[[Tensor], Tensor], class_a: Tensor, class_b: Tensor) -> ScoreFn:
