@@ -33,6 +33,8 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
         "metric_options.steps=8",
         "metric_options.road_fractions=[0.25,0.5,0.75]",
         "metric_options.curve_chance=[random,centre]",
+        "metric_options.deletion_baseline=mean",
+        "metric_options.insertion_baseline=mean",  # same baseline: deletion ends where insertion starts
         "attribution.layer=layer2",  # 4x4 maps at the tiny 32 px input (layer4 is 1x1: constant maps)
         cwd=trained,
     )
@@ -43,6 +45,7 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
     item = record["pairs"][0]["image_1"]
     assert set(item["part_effects"]) == set(record["pairs"][0]["discriminative_parts"])
     assert len(item["deletion_curve"]) == 9 and item["deletion_auc"] is not None
+    assert item["deletion_curve"][-1] == item["insertion_curve"][0] != item["deletion_curve"][0]
     assert len(item["road_curve"]) == 3 and item["road_auc"] == pytest.approx(sum(item["road_curve"]) / 3, rel=1e-5)
     assert any(k.startswith("randomisation_spearman_") for k in item)
     for block in ("fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"):  # the whole cascade is scored
