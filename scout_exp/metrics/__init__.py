@@ -112,12 +112,10 @@ class MetricSettings:
             raise UserError(
                 f"metric_options.road_fractions must be a non-empty list of shares in (0, 1), e.g. [0.1,0.5,0.9]; got {fractions!r}"
             )
-        unknown = (
-            [c for c in self.curve_chance if c not in CURVE_CHANCE] if not isinstance(self.curve_chance, str) else []
-        )
-        if isinstance(self.curve_chance, str) or unknown:
+        curve_chance = self.curve_chance
+        if isinstance(curve_chance, str) or not set(curve_chance) <= set(CURVE_CHANCE):
             raise UserError(
-                f"metric_options.curve_chance is a list of chance maps from: {', '.join(CURVE_CHANCE)}; got {self.curve_chance!r}"
+                f"metric_options.curve_chance is a list of chance maps from: {', '.join(CURVE_CHANCE)}; got {curve_chance!r}"
             )
         if self.road_noise < 0:
             raise UserError(
@@ -162,13 +160,14 @@ def score_batch(
     gen = torch.Generator().manual_seed(settings.seed)
     maps = maps.detach().float().cpu()
     chance = random_maps(b, tuple(maps.shape[-2:]), settings.chance_draws, gen)
+    centre_map = centre_prior(b, (h, w), settings.centre, settings.centre_sigma)
     names = list(settings.part_names)
     if "parts" in metrics or "interventions" in metrics:
         assert part_maps is not None and discriminative is not None
         fracs = [settings.area_fraction] + list(settings.fractions)
         prec, rec, inside = pr_curves(maps, part_maps, discriminative, fracs, settings.min_coverage)
         k = area_pixels(settings.area_fraction, h * w)
-        centre = top_pixels(centre_prior(1, (h, w), settings.centre, settings.centre_sigma), k).expand(b, h, w)
+        centre = top_pixels(centre_map[:1], k).expand(b, h, w)  # the same prior for every image
         pc, rc, _ = segment_precision_recall(centre, part_maps, discriminative, settings.min_coverage)
         rand_segments = top_pixels(resize_maps(chance, (h, w)), k)  # (draws, B, H, W), all draws at once
         rand_prec, rand_rec, rand_inside = segment_precision_recall(
@@ -232,11 +231,7 @@ def score_batch(
     modes = [m for m in ("deletion", "insertion") if m in metrics]
     if modes or "road" in metrics:
         assert score_fn is not None
-        curve_chance = {
-            "random": chance[0],
-            "centre": centre_prior(b, (h, w), settings.centre, settings.centre_sigma),
-        }
-        curve_chance = {k: curve_chance[k] for k in settings.curve_chance}
+        curve_chance = {k: {"random": chance[0], "centre": centre_map}[k] for k in settings.curve_chance}
     if modes:
         unperturbed = batch_scores(score_fn, images, settings.batch_size)  # one end of every curve
     for mode in modes:
