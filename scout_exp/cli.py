@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 from scout_exp.config import CONFIG_DIR, compose_config
-from scout_exp.errors import UserError
+from scout_exp.errors import Interrupted, UserError
 from scout_exp.io import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,9 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
     try:
         check_target_types(cfg)
         summary = task(cfg)
+    except Interrupted as err:  # the task saved its state and summary; a sweep stops here too
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except (UserError, MissingMandatoryValue, OSError) as err:
         if isinstance(err, OSError) and err.errno not in _WRITE_ERRNOS:
             return _crash(err, output_dir, multirun)

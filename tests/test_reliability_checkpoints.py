@@ -41,6 +41,45 @@ def test_last_checkpoint_is_latest_and_resume_is_exact(tmp_path: Path) -> None:
     assert resumed_summary["val_acc"] == pytest.approx(summary["val_acc"], abs=1e-6)
     assert resumed_summary["val_loss"] == pytest.approx(summary["val_loss"], rel=1e-5)
     assert not list((whole / "checkpoints").glob(".*.tmp"))  # written beside, then renamed
+    # the best checkpoint (by val_acc) is written beside last.ckpt and named in the summary
+    best = Path(summary["best_checkpoint"])
+    assert best.parent == whole / "checkpoints" and best.name.startswith("epoch_") and best.is_file()
+    # a SIGTERM mid-epoch (as a cluster's scheduler sends) leaves a resumable last.ckpt, exit 143
+    stop = ("+callbacks.stop._target_=tests.signal_helpers.SendSignal", "+callbacks.stop.at_step=7")
+    (tmp_path / "stopped").mkdir()
+    result = run_entry("train.py", *BASE, "trainer.max_epochs=3", *stop, cwd=tmp_path / "stopped")
+    assert result.returncode == 143, result.stderr[-3000:]
+    assert "interrupted: SIGTERM at epoch 1, step 7; resume with ckpt_path=" in result.stderr
+    assert "Traceback" not in result.stderr
+    stopped = run_dir(tmp_path / "stopped")
+    stopped_summary = json.loads((stopped / "summary.json").read_text())
+    assert stopped_summary["status"] == "interrupted" and stopped_summary["signal"] == "SIGTERM"
+    assert stopped_summary["global_step"] == 7
+    mid = _train(tmp_path / "mid", "trainer.max_epochs=3", f"ckpt_path={stopped_summary['last_checkpoint']}")
+    again = torch.load(mid / "checkpoints" / "last.ckpt", weights_only=True)
+    assert again["global_step"] == last["global_step"]
+    for key, value in last["state_dict"].items():
+        torch.testing.assert_close(again["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_ctrl_c_stops_with_exit_130_and_a_resumable_checkpoint(tmp_path: Path) -> None:
+    stop = ("+callbacks.stop._target_=tests.signal_helpers.SendSignal", "+callbacks.stop.at_step=2")
+    result = run_entry(
+        "train.py", *BASE, "trainer.max_epochs=1", *stop, "+callbacks.stop.signal_name=SIGINT", cwd=tmp_path
+    )
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert "interrupted: SIGINT at epoch 0, step 2" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGINT"
+    assert torch.load(summary["last_checkpoint"], weights_only=True)["global_step"] == 2
+
+
+def test_epoch_shuffle_skips_the_done_batches_of_a_resumed_epoch_only() -> None:
+    resumed, whole = EpochShuffle(20, seed=1, skip=8), EpochShuffle(20, seed=1)
+    assert list(resumed) == list(whole)[8:]
+    resumed.set_epoch(1)
+    whole.set_epoch(1)
+    assert list(resumed) == list(whole)
 
 
 def test_epoch_shuffle_is_a_function_of_seed_and_epoch() -> None:
@@ -64,7 +103,9 @@ def test_resumed_schedule_continues_at_the_restored_step() -> None:
     new.load_state_dict(old.state_dict())
     schedule = torch.optim.lr_scheduler.LambdaLR(new, warmup_cosine(20))
     schedule.load_state_dict(old_schedule.state_dict())
-    trainer = SimpleNamespace(lr_scheduler_configs=[SimpleNamespace(scheduler=schedule)])
+    trainer = SimpleNamespace(
+        lr_scheduler_configs=[SimpleNamespace(scheduler=schedule)], fit_loop=SimpleNamespace(restarted_mid_epoch=False)
+    )
     ExactResume().on_train_start(trainer, None)  # type: ignore[arg-type]
     assert new.param_groups[0]["lr"] == pytest.approx(0.1 * warmup_cosine(20)(10)) and new.param_groups[0]["lr"] > 0.04
 

@@ -24,10 +24,13 @@ class EpochShuffle(Sampler[int]):
     Like ``DistributedSampler`` (which Lightning substitutes under DDP), the order is
     ``randperm(n)`` from a generator seeded with ``seed + epoch``; Lightning calls
     :meth:`set_epoch` at every epoch start, from the restored epoch count when resuming.
+    ``skip`` items are left out of the first pass only: the part of the epoch a run resumed
+    mid-epoch has already trained on (the length stays ``n``, as Lightning counts the epoch's
+    batches from its own restored progress).
     """
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int, skip: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.skip = n, seed, 0, skip
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -37,7 +40,8 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(self.n, generator=generator).tolist()
+        skip, self.skip = self.skip, 0
+        yield from torch.randperm(self.n, generator=generator).tolist()[skip:]
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -77,6 +81,24 @@ class FaceDataModule(pl.LightningDataModule):
         self.dataset: Dataset | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.num_classes = 0
+        self._resume_batches = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Checkpoint state: the batches of the current training epoch already done (0 at an epoch's end).
+
+        Lightning restores its loop counters mid-epoch but restarts a plain DataLoader from its
+        first batch; with this count the training sampler skips what was done, so a run stopped by
+        a signal between two batches resumes exactly (single process; under DDP Lightning's
+        ``DistributedSampler`` restarts the epoch and Lightning warns).
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+        return {"train_batches_done": done if done < trainer.num_training_batches else 0}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_batches = int(state_dict.get("train_batches_done", 0))
 
     def build(self) -> tuple[Dataset, np.ndarray, int]:
         """Return (dataset of (tensor, label), labels of every item, number of classes)."""
@@ -105,11 +127,15 @@ class FaceDataModule(pl.LightningDataModule):
         if len(subset) == 0:
             raise UserError(f"the {split} split is empty; raise data.{split}_fraction or add data")
         distributed = self.trainer is not None and self.trainer.world_size > 1  # Lightning's DistributedSampler
+        sampler = None
+        if shuffle and not distributed:
+            sampler = EpochShuffle(len(subset), self.seed, skip=self._resume_batches * self.batch_size)
+            self._resume_batches = 0
         return DataLoader(
             subset,
             batch_size=self.batch_size,
             shuffle=shuffle and distributed,
-            sampler=EpochShuffle(len(subset), self.seed) if shuffle and not distributed else None,
+            sampler=sampler,
             # worker seeds from the loader's own generator: iterating leaves the global RNG alone
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,

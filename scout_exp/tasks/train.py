@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from scout_exp.checkpoint import load_weights
 from scout_exp.config import instantiate, instantiate_group, save_resolved_config, to_container
 from scout_exp.data.transforms import InputSpec
-from scout_exp.errors import UserError
+from scout_exp.errors import Interrupted, UserError
 from scout_exp.heads import create_head
 from scout_exp.io import save_json
 from scout_exp.mirror import mirror_run
@@ -68,7 +68,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     elif not cfg.train:
         raise UserError("train=false evaluates a trained network: pass ckpt_path=<run>/checkpoints/last.ckpt")
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        except SystemExit:  # Lightning's exit on SIGTERM (SIGTERMException) and after Ctrl+C
+            if not trainer.interrupted:
+                raise
+            _interrupted(cfg, trainer, datamodule, callbacks, start, loggers)
     else:
         trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     summary = _summary(cfg, trainer, datamodule, callbacks, start)
@@ -84,6 +89,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         mirror_run(loggers, summary)
         log.info("summary: %s", summary)
     return summary
+
+
+def _interrupted(
+    cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: list[Any], start: float, loggers: list[Any]
+) -> None:
+    """Write ``summary.json`` with ``status: interrupted`` and raise :class:`Interrupted` (exit 143 / 130)."""
+    signal_name, code = ("SIGTERM", 143) if trainer.received_sigterm else ("SIGINT", 130)
+    summary = _summary(cfg, trainer, datamodule, callbacks, start)
+    summary.update(status="interrupted", signal=signal_name)
+    last = summary["last_checkpoint"]
+    if trainer.is_global_zero:
+        save_json(summary, Path(cfg.paths.output_dir) / "summary.json")
+        mirror_run(loggers, summary)
+    resume = f"resume with ckpt_path={last}" if last else "no checkpoint was written"
+    raise Interrupted(f"{signal_name} at epoch {trainer.current_epoch}, step {trainer.global_step}; {resume}", code)
 
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:

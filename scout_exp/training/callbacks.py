@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class TrainThroughput(pl.Callback):
@@ -62,18 +63,33 @@ class ModelCheckpoint(LightningModelCheckpoint):
     Lightning 2.x rewrites ``last.ckpt`` only when a top-k checkpoint is saved, so with
     ``monitor=val_acc`` a run whose accuracy stopped improving kept an old ``last.ckpt`` and
     resuming "from last" lost epochs; here it is rewritten after every validation (and every
-    training epoch without one). Lightning's own atomic save stages the file in the system temp
-    folder and, on another filesystem, copies it under its final name (a full disk left a
-    truncated checkpoint); here each file is written beside its destination and renamed.
+    training epoch without one), after the top-k checkpoint of that step. Lightning's own atomic
+    save stages the file in the system temp folder and, on another filesystem, copies it under its
+    final name (a full disk left a truncated checkpoint); here each file is written beside its
+    destination and renamed.
     """
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        self._save_latest(trainer)
+        if not self._should_save_on_train_epoch_end(trainer):
+            # a validation at the epoch's end is followed by on_train_epoch_end, where Lightning saves
+            # the top-k checkpoint; a last.ckpt saved here first would mark the step as saved and skip it
+            self._save_latest(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         self._save_latest(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """On SIGTERM or Ctrl+C (SIGINT), write ``last.ckpt`` at the last finished batch, resumable with ``ckpt_path``.
+
+        Lightning raises its ``SIGTERMException`` (and re-raises ``KeyboardInterrupt``) between two
+        batches, so the saved state is a consistent mid-epoch one; the data module's state holds how
+        many batches of the epoch were done (:meth:`scout_exp.data.datamodules.FaceDataModule.state_dict`).
+        """
+        super().on_exception(trainer, pl_module, exception)
+        if isinstance(exception, SIGTERMException | KeyboardInterrupt):
+            self._save_latest(trainer)
 
     def _save_latest(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
@@ -101,7 +117,8 @@ class ExactResume(pl.Callback):
     """What Lightning's checkpoint lacks for a resumed run to equal an uninterrupted one.
 
     * The random states (torch CPU and CUDA, numpy, Python) go into every checkpoint and are
-      restored at the start of the first resumed training epoch. Data order does not depend on
+      restored at the start of the first resumed training epoch (at the start of training when a
+      run resumes mid-epoch, from a checkpoint a signal wrote). Data order does not depend on
       them: the training sampler is a function of (seed, epoch)
       (:class:`scout_exp.data.datamodules.EpochShuffle`) and the loaders draw worker seeds from
       their own generators.
@@ -134,6 +151,8 @@ class ExactResume(pl.Callback):
         self._pending = state_dict
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fit_loop.restarted_mid_epoch:  # no on_train_epoch_start follows for the resumed epoch
+            self._restore_random_states()
         for config in trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
@@ -143,6 +162,9 @@ class ExactResume(pl.Callback):
                 scheduler._last_lr = rates
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_random_states()
+
+    def _restore_random_states(self) -> None:
         if self._pending is None:
             return
         state, self._pending = self._pending, None
