@@ -11,6 +11,7 @@ multirun a failing job is recorded in its ``summary.json`` and the sweep goes on
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
 import inspect
@@ -32,8 +33,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
 from scout_exp.config import CONFIG_DIR, compose_config
+from scout_exp.console import configure_output
 from scout_exp.errors import Interrupted, UserError
 from scout_exp.io import save_json
+from scout_exp.manifest import reset as reset_manifest
+from scout_exp.manifest import save_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 Task = Callable[[DictConfig], dict[str, Any]]
@@ -65,10 +69,12 @@ def main(config_name: str, task: Task | str) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
-    run = hydra.utils.get_method(task) if isinstance(task, str) else task
-
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
     def _hydra_main(cfg: DictConfig) -> float | None:
+        # imported here, so that --help and --cfg answer before torch and Lightning load
+        run = hydra.utils.get_method(task) if isinstance(task, str) else task
+        # after the import: Lightning sets its log level there
+        configure_output(bool(cfg.get("verbose", False)), wandb=OmegaConf.select(cfg, "logger.wandb") is not None)
         return run_task(run, cfg)
 
     _hydra_main()
@@ -170,9 +176,21 @@ def check_overrides(config_name: str, overrides: list[str], hydra_node: bool = F
 
 
 def run_task(task: Task, cfg: DictConfig) -> float | None:
-    """Run ``task``; record a failure in summary.json and, in a multirun, go on to the next job."""
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    """Run ``task``; record a failure in summary.json and, in a multirun, go on to the next job.
+
+    Whatever the outcome, the run folder gets its ``manifest.json`` (:mod:`scout_exp.manifest`).
+    """
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    reset_manifest()
+    try:
+        return _run_task(task, cfg, output_dir)
+    finally:
+        with contextlib.suppress(OSError):  # an unwritable folder was already reported
+            save_manifest(output_dir)
+
+
+def _run_task(task: Task, cfg: DictConfig, output_dir: Path) -> float | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         check_target_types(cfg)
         summary = task(cfg)

@@ -20,9 +20,23 @@ def _ok(result) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_training_run_leaves_a_full_record(tmp_path: Path) -> None:
-    _ok(run_entry("train.py", *TINY, "logger=wandb", cwd=tmp_path))
+def test_training_run_leaves_a_full_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_SILENT")  # a user's shell: the run itself keeps W&B quiet
+    result = run_entry("train.py", *TINY, "logger=wandb", cwd=tmp_path)
+    _ok(result)
     run = run_dir(tmp_path)
+    # output to a pipe: progress as log lines with ETA; no library notices in a quiet run
+    output = result.stdout + result.stderr
+    assert "train epoch 1/1: 100% (5/5 batches)" in result.stdout and "ETA 0:00:00" in result.stdout
+    assert "validation after epoch 1/1, val_loss" in result.stdout
+    for noise in ("litlogger", "GPU available", "Total FLOPs", "LeafSpec", "wandb:", "anonymous", "ModelSummary"):
+        assert noise not in output, noise
+    assert "training resnet18 (11.2 M parameters)" in result.stdout
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert len(manifest["code"]["commit"]) == 40 and isinstance(manifest["code"]["dirty"], bool)
+    assert manifest["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert manifest["machine"]["cpu_count"] >= 1 and manifest["stages"]["fit"]["seconds"] > 0
+    assert manifest["stages"]["fit"]["peak_rss_mib"] > 100 and manifest["command"][0] == "train.py"
     summary = json.loads((run / "summary.json").read_text())
     for key in ("val_acc", "val_loss", "epochs", "wall_time_s", "train_samples_per_s"):
         assert isinstance(summary[key], (int, float)), key
@@ -36,6 +50,7 @@ def test_training_run_leaves_a_full_record(tmp_path: Path) -> None:
 
     (offline,) = (run / "wandb").glob("offline-run-*")
     record = read_offline_run(offline)
+    assert record["config"]["manifest"]["packages"]["torch"] == manifest["packages"]["torch"]
     assert record["summary"]["val_acc"] == pytest.approx(summary["val_acc"])
     assert record["summary"]["samples/count"] == 1
     assert record["config"]["model"]["name"] == "resnet18"
@@ -48,7 +63,11 @@ def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
     _ok(run_entry("train.py", *TINY, "logger=none", cwd=first))
     ckpt = run_dir(first) / "checkpoints" / "last.ckpt"
     steps = json.loads((run_dir(first) / "summary.json").read_text())["global_step"]
-    _ok(run_entry("train.py", *TINY, "logger=none", "trainer.max_epochs=2", f"ckpt_path={ckpt}", cwd=second))
+    result = run_entry(
+        "train.py", *TINY, "logger=none", "trainer.max_epochs=2", f"ckpt_path={ckpt}", "verbose=true", cwd=second
+    )
+    _ok(result)
+    assert "GPU available" in result.stdout + result.stderr  # verbose=true shows Lightning's notices
     summary = json.loads((run_dir(second) / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["global_step"] == 2 * steps
 
@@ -62,6 +81,7 @@ def test_two_process_ddp(tmp_path: Path) -> None:
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.precision=32-true",
+        "verbose=true",  # Lightning's notice of the process group
         cwd=tmp_path,
     )
     _ok(result)

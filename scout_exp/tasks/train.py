@@ -18,6 +18,7 @@ from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import Interrupted, UserError
 from scout_exp.heads import create_head
 from scout_exp.io import save_json
+from scout_exp.manifest import run_manifest, stage
 from scout_exp.mirror import mirror_run
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.figures import save_samples_figure
@@ -45,9 +46,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_resolved_config(cfg, out / "config_resolved.yaml")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(cfg.model.input))
-    datamodule.setup("fit")
-    module = build_module(cfg, datamodule.num_classes)
+    with stage("setup"):
+        datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(cfg.model.input))
+        datamodule.setup("fit")
+        module = build_module(cfg, datamodule.num_classes)
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = [
         c
@@ -56,6 +58,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ]
     callbacks.append(RecordObjective(cfg.objective.name))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.is_global_zero:
+        log.info(
+            "training %s (%.1f M parameters) with objective=%s on %d %s images (%d identities), %s, precision %s -> %s",
+            cfg.model.name,
+            sum(p.numel() for p in module.parameters()) / 1e6,
+            cfg.objective.name,
+            len(datamodule.splits["train"]),
+            HydraConfig.get().runtime.choices.get("data"),
+            datamodule.num_classes,
+            trainer.strategy.root_device,
+            trainer.precision,
+            out,
+        )
 
     if trainer.is_global_zero:
         figure = save_samples_figure(datamodule, out / "figures" / "samples.png", cfg.figure_samples)
@@ -69,24 +84,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise UserError("train=false evaluates a trained network: pass ckpt_path=<run>/checkpoints/last.ckpt")
     if cfg.train:
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            with stage("fit"):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         except SystemExit:  # Lightning's exit on SIGTERM (SIGTERMException) and after Ctrl+C
             if not trainer.interrupted:
                 raise
             _interrupted(cfg, trainer, datamodule, callbacks, start, loggers)
     else:
-        trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        with stage("validate"):
+            trainer.validate(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     summary = _summary(cfg, trainer, datamodule, callbacks, start)
     if cfg.test:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none when nothing was validated
-        trainer.test(module, datamodule=datamodule, ckpt_path=(best or None) if cfg.train else cfg.ckpt_path)
+        with stage("test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=(best or None) if cfg.train else cfg.ckpt_path)
         summary.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")})
-    summary.update(module.final_metrics(trainer, datamodule, out) if hasattr(module, "final_metrics") else {})
+    with stage("final_metrics"):
+        summary.update(module.final_metrics(trainer, datamodule, out) if hasattr(module, "final_metrics") else {})
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
 
     if trainer.is_global_zero:
         save_json(summary, out / "summary.json")
-        mirror_run(loggers, summary)
+        mirror_run(loggers, summary, config={"manifest": run_manifest()})
         log.info("summary: %s", summary)
     return summary
 
