@@ -12,13 +12,16 @@ def mirror_run(
     config: Mapping[str, Any] | None = None,
     images: Mapping[str, Sequence[str]] | None = None,
     table: tuple[str, list[str], list[list[Any]]] | None = None,
+    html: Mapping[str, str] | None = None,
 ) -> None:
     """Send a run's ``config`` (hyper-parameters), ``summary``, ``images`` ({key: paths}) and ``table``
-    (key, columns, rows) to every logger that takes them.
+    (key, columns, rows) and ``html`` ({key: path of a self-contained .html file}) to every logger that
+    takes them.
 
     A logger with a W&B-style ``experiment.summary`` gets the summary there; others get its numbers
     through ``log_metrics``. None values are left out. Images and tables go only to loggers with
-    ``log_image`` / ``log_table``; keys whose path list is empty are skipped.
+    ``log_image`` / ``log_table``; keys whose path list is empty are skipped. HTML pages go to W&B
+    loggers (those with ``log_image``) as ``wandb.Html`` media, unchanged (no injected style).
     """
     for logger in loggers:
         if config is not None:
@@ -35,3 +38,7 @@ def mirror_run(
         if table is not None and hasattr(logger, "log_table"):
             key, columns, rows = table
             logger.log_table(key=key, columns=columns, data=rows)
+        if html and hasattr(logger, "log_image"):
+            import wandb
+
+            logger.log_metrics({key: wandb.Html(path, inject=False) for key, path in html.items()})

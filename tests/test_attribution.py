@@ -353,6 +353,8 @@ def test_bench_model_smoke() -> None:
     assert res["layer"] == "layer4.1.conv2"
     assert res["max_abs_diff_normalised"] <= 1e-4
     assert res["engine_wall_s"] > 0 and res["pgc_over_engine_cpu"] > 0
+    # with the weights frozen pytorch-grad-cam gives the same maps (only the weight gradients are skipped)
+    assert res["pgc_frozen_max_abs_diff"] <= 1e-5 and res["pgc_frozen_over_engine_wall"] > 0
 
 
 def test_scorecam_adapter_matches_pytorch_grad_cam_inside_scout() -> None:

@@ -38,3 +38,15 @@ def test_metrics_bench_reports_every_metric() -> None:
     assert result["deletion_forwards_per_image"] == 1 + 1 + 2 * 15  # image, baseline, 15 inner stages (map and chance)
     assert result["road_forwards_per_image"] == 2 * 9  # nine removal fractions, map and chance
     assert result["deletion_speedup_over_quantus"] > 0 and result["all_metrics_time_over_explain"] > 0
+
+
+def test_cli_checks_pairs_option() -> None:
+    def bench(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scout_exp.bench", *args], capture_output=True, text=True)
+
+    wrong_bench = bench("train", "--pairs", "10")
+    assert wrong_bench.returncode == 2 and "--pairs applies to explain_e2e only" in wrong_bench.stderr
+    not_numbers = bench("explain_e2e", "--pairs", "ten")
+    assert not_numbers.returncode == 2 and "comma-separated integers" in not_numbers.stderr
+    too_many = bench("explain_e2e", "--pairs", "100,5000")
+    assert too_many.returncode == 2 and "sizes in 1..2000" in too_many.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scout_exp.models import create_model, split_classifier
+from scout_exp.models import create_model, model_info, split_classifier
 from scout_exp.models.casianet import CASIANET_INPUT, PeakMask
 
 
@@ -27,7 +27,7 @@ def test_base_shapes_and_stage_sizes() -> None:
     assert sizes == [(64, 96, 96), (128, 48, 48), (192, 24, 24), (256, 12, 12), (320, 6, 6)]
     assert isinstance(model.stage4[-1].act, torch.nn.Identity)  # last BN without ELU
     assert model(x).shape == (2, 5)
-    assert dict(model.named_modules())[model.default_target_layer] is model.stage4
+    assert dict(model.named_modules())[model_info("casianet").target_layer] is model.stage4
     trunk, fc = split_classifier(model)
     assert fc.in_features == 320 and trunk(x).shape == (2, 320)
 

@@ -92,3 +92,89 @@ def test_auto_precision_follows_the_accelerator(monkeypatch: pytest.MonkeyPatch)
     assert auto_precision("gpu") == "bf16-mixed" and auto_precision("cpu") == "32-true"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert auto_precision("auto") == "32-true"
+
+
+# --- YAML and Python hold each default once: every option is instantiated where that is cheap ----------
+#: (objective option, key): why its YAML value may differ from the constructor's default
+DEFAULT_EXCEPTIONS = {
+    ("interp", "weights"): "null weights mean the variant's preset, the constructor's None",
+}
+#: objective options that need another backbone than the default one
+OBJECTIVE_MODELS = {"interp": "casianet_interp"}
+
+
+def _same(a: object, b: object) -> bool:
+    """YAML lists equal the constructor's tuples."""
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return norm(a) == norm(b)
+
+
+@pytest.mark.parametrize("option", _options("objective"))
+def test_every_objective_instantiates_and_agrees_with_its_constructor(option: str) -> None:
+    """A YAML value restating a constructor default must equal it (trunk: shared vs "separate" was such a drift)."""
+    import inspect
+
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from scout_exp.tasks.train import build_module
+
+    model = OBJECTIVE_MODELS.get(option, "resnet18")
+    cfg = check_overrides("train", [f"objective={option}", f"model={model}"])
+    module = build_module(cfg, num_classes=50)
+    assert type(module) is get_class(cfg.objective._target_)
+    if "defaults" in OmegaConf.load(CONFIG_DIR / "objective" / f"{option}.yaml"):
+        return  # a variant of another option (cosface of arcface) sets other values on purpose
+    params = inspect.signature(type(module).__init__).parameters
+    for key, value in OmegaConf.to_container(cfg.objective, resolve=True).items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or (option, key) in DEFAULT_EXCEPTIONS:
+            continue
+        assert _same(value, default), f"objective={option}: {key} is {value!r} in YAML, {default!r} in Python"
+
+
+def test_hardness_trunk_has_one_default() -> None:
+    import inspect
+
+    from scout_exp.hardness.module import HardnessModule
+
+    assert inspect.signature(HardnessModule.__init__).parameters["trunk"].default is inspect.Parameter.empty
+    assert check_overrides("train", ["objective=hardness"]).objective.trunk == "shared"
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_every_model_instantiates_with_its_registered_facts(option: str) -> None:
+    """Each backbone config builds its model; its input spec and target layer come from the registration."""
+    from omegaconf import OmegaConf
+
+    from scout_exp.data.transforms import InputSpec
+    from scout_exp.models import create_model, resolve_model_config
+
+    cfg = check_overrides("train", [f"model={option}"])
+    model_cfg = resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    spec = InputSpec.from_config(model_cfg["input"])
+    kwargs = {k: v for k, v in (model_cfg.get("kwargs") or {}).items() if k not in ("pretrained", "weights_dir")}
+    model = create_model(model_cfg["name"], model_cfg.get("embedding") or 5, **kwargs)
+    layer = model_cfg["target_layer"]
+    assert layer is None or layer in dict(model.named_modules()), (option, layer)
+    assert spec.size > 0
+
+
+@pytest.mark.parametrize("option", _options("head") + _options("optimizer") + _options("attribution"))
+def test_every_head_optimizer_and_method_instantiates(option: str) -> None:
+    from omegaconf import OmegaConf
+    from torchvision.models import resnet18
+
+    from scout_exp.attribution import create_attribution, list_attributions
+    from scout_exp.config import instantiate
+    from scout_exp.heads import ConfidenceHead, create_head
+
+    group = next(g for g in ("head", "optimizer", "attribution") if option in _options(g))
+    cfg = check_overrides("explain" if group != "optimizer" else "train", [f"{group}={option}"])
+    if group == "head":
+        assert isinstance(create_head(cfg.head.name), ConfidenceHead)
+    elif group == "optimizer":
+        assert isinstance(instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters()), torch.optim.Optimizer)
+    elif cfg.attribution.method in list_attributions():  # black-box and adapter methods live elsewhere
+        kwargs = OmegaConf.to_container(cfg.attribution.kwargs, resolve=True)
+        create_attribution(cfg.attribution.method, resnet18(num_classes=3), "layer4", **kwargs)

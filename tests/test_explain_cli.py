@@ -28,7 +28,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_default_run_finds_checkpoint_and_scores_parts(trained: Path) -> None:
     result = run_entry("explain.py", *DATA, "max_pairs=3", "logger=wandb", "save_maps=true", cwd=trained)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "explain (scout): 100% (1/1 batches)" in result.stdout  # progress as log lines when piped
     run = run_dir(trained, "explain")
+    assert json.loads((run / "manifest.json").read_text())["stages"]["explain"]["seconds"] > 0
     record = json.loads((run / "explanations.json").read_text())
     summary = record["summary"]
     assert summary["pairs"] == 3 and summary["attribution"] == "gradxact"
@@ -46,6 +48,8 @@ def test_default_run_finds_checkpoint_and_scores_parts(trained: Path) -> None:
     logged = read_offline_run(offline)
     assert logged["summary"]["pairs"] == 3
     assert logged["summary"]["explanations/count"] == 3
+    assert logged["summary"]["report/_type"] == "html-file"  # report.html, mirrored as W&B HTML media
+    assert logged["config"]["manifest"]["stages"]["explain"]["seconds"] > 0
 
 
 def test_two_images_with_default_classes(trained: Path, tmp_path: Path) -> None:

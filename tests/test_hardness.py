@@ -56,13 +56,14 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(autouse=True)
 def tiny_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._MODELS, "tiny_net", lambda num_classes: TinyNet(num_classes))
+    monkeypatch.setitem(registry._MODELS, "tiny_net", registry.ModelInfo(lambda num_classes: TinyNet(num_classes)))
 
 
 def _module(**kw: object) -> HardnessModule:
     options = dict(
         model_name="tiny_net",
         num_classes=N_CLASSES,
+        trunk="separate",
         target_layer="conv",
         scheduler="none",
         optimizer=lambda params: torch.optim.SGD(params, lr=0.1),

@@ -60,3 +60,11 @@ def test_leaderboard_unknown_metric_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["leaderboard", str(tmp_path), "--metric", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no explain job") and "precision" in err[0]
+
+
+def test_leaderboard_of_a_training_sweep_points_to_collect(tmp_path: Path, capsys) -> None:
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "summary.json").write_text(json.dumps({"task": "train", "status": "ok", "val_acc": 0.5}))
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("error: no finished explain job") and f"scout_exp.sweeps collect {tmp_path}" in err

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from scout_exp.cli import check_overrides
@@ -234,15 +235,16 @@ def test_gallery_layers_are_named_as_in_the_model_config() -> None:
     assert Recogniser(nn.Identity(), create_head("softmax"), InputSpec(), "layer4", "x").layer(None) == "layer4"
 
 
-def test_face_descriptor_config_matches_the_network_and_zoo() -> None:
+def test_face_descriptor_config_takes_the_registered_facts() -> None:
+    from scout_exp.models import resolve_model_config
     from scout_exp.models.face_descriptor import FaceDescriptorNet
     from scout_exp.zoo import get_entry
-    from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT
 
     cfg = check_overrides("explain", ["experiment=real_faces"])
-    spec = InputSpec.from_config(cfg.model.input)
-    assert spec == FACE_DESCRIPTOR_INPUT == get_entry(cfg.model.zoo).input_spec
-    assert cfg.model.target_layer in dict(FaceDescriptorNet().named_modules())
+    model_cfg = resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True))
+    spec = InputSpec.from_config(model_cfg["input"])
+    assert spec == get_entry(cfg.model.zoo).input_spec  # the registration and the zoo entry share one constant
+    assert model_cfg["target_layer"] in dict(FaceDescriptorNet().named_modules())
     assert get_template(cfg.align).size == spec.size
     assert cfg.gallery.align == "dlib150" and set(cfg.gallery.identities) == {"grace_hopper", "eileen_collins"}
 

@@ -350,6 +350,7 @@ def test_explain_split_over_two_processes_covers_each_pair_once(ckpt: Path, tmp_
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "batch_size=1",
+        "verbose=true",  # Lightning's notice of the process group
         cwd=tmp_path,
     )
     _ok(result)

@@ -19,8 +19,11 @@ from torch import Tensor, nn
 
 from scout_exp.errors import UserError
 from scout_exp.modes import frozen_eval
+from scout_exp.registry import Registry
 
 TargetFn = Callable[[Tensor], Tensor]
+#: a target layer's token output (e.g. (B, 1+N, C)) -> its (B, C, h, w) feature map
+FeatureReshape = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -60,6 +63,29 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
     )
 
 
+def feature_reshape_for(model: nn.Module, name: str) -> FeatureReshape | None:
+    """The token -> map reshape declared for layer ``name`` of ``model``, or None.
+
+    A backbone declares it as a ``feature_reshape`` attribute or method (``register_model(
+    feature_reshape=...)`` sets it on the built model); the layer itself, then its nearest
+    ancestor, is asked, so a wrapped backbone (e.g. ``embedder.`` in a gallery) keeps its reshape.
+    """
+    parts = name.split(".") if name else []
+    for depth in range(len(parts), -1, -1):
+        owner = model.get_submodule(".".join(parts[:depth]))
+        reshape = getattr(owner, "feature_reshape", None)
+        if callable(reshape):
+            return reshape
+    return None
+
+
+def as_feature_map(output: Any, reshape: FeatureReshape | None) -> Any:
+    """``reshape(output)`` for a non-4-D tensor when a reshape is declared; ``output`` unchanged otherwise."""
+    if reshape is not None and isinstance(output, Tensor) and output.dim() != 4:
+        return reshape(output)
+    return output
+
+
 def check_feature_map(name: str, output: Any) -> None:
     """Refuse a target layer whose output is not one (B, C, H, W) tensor (``fc``, a pooled vector, a tuple)."""
     if not isinstance(output, Tensor):
@@ -80,12 +106,19 @@ def layer_gradients(model: nn.Module, layer: str | nn.Module | None, x: Tensor, 
 
     ``targets`` maps the model output to ``(B, T)`` (or ``(B,)``) scalars. Samples are independent
     in eval mode, so d(sum_b q_bt)/d f_b is the per-sample gradient of q_bt.
+
+    A layer with a token output (B, ...) joins through the backbone's declared reshape
+    (:func:`feature_reshape_for`): the gradients are taken w.r.t. the tokens, then activations and
+    each target's gradients go through the same reshape to (B, K, h, w) and (B, T, K, h, w).
+    Raises UserError when the (reshaped) output is not a (B, K, h, w) tensor or the layer does not
+    run exactly once.
     """
     name, module = resolve_layer(model, layer)
+    reshape = feature_reshape_for(model, name)
     captured: list[Tensor] = []
 
     def hook(_mod: nn.Module, _inputs: Any, output: Any) -> Tensor:
-        check_feature_map(name, output)
+        check_feature_map(name, as_feature_map(output, reshape))
         leaf = output.detach().requires_grad_(True)
         captured.append(leaf)
         # A clone goes downstream, so in-place ops after the layer cannot touch the leaf.
@@ -106,8 +139,13 @@ def layer_gradients(model: nn.Module, layer: str | nn.Module | None, x: Tensor, 
             grads = _batched_grad(q, captured[0])
     finally:
         handle.remove()
+    activations = captured[0].detach()
+    if reshape is not None and activations.dim() != 4:
+        batch, n_targets = grads.shape[:2]
+        activations = reshape(activations)
+        grads = reshape(grads.flatten(0, 1)).unflatten(0, (batch, n_targets))
     return LayerGradients(
-        activations=captured[0].detach(),
+        activations=activations,
         gradients=grads,
         outputs=_detach_all(outputs),
         targets=q.detach(),
@@ -212,17 +250,20 @@ def zero_degenerate(maps: Tensor) -> Tensor:
 
 
 A = TypeVar("A", bound=type[BaseAttribution])
-ATTRIBUTIONS: dict[str, type[BaseAttribution]] = {}
+#: the registered methods; every module of scout_exp.attribution is imported on the first lookup
+ATTRIBUTIONS: Registry[type[BaseAttribution]] = Registry(
+    "attribution",
+    package="scout_exp.attribution",
+    hint=", or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>",
+)
 
 
 def register_attribution(name: str) -> Callable[[A], A]:
-    """Class decorator: register an attribution method under ``name``."""
+    """Class decorator: register an attribution method under ``name`` (ValueError if it is taken)."""
 
     def deco(cls: A) -> A:
-        if name in ATTRIBUTIONS:
-            raise ValueError(f"attribution {name!r} is registered twice")
+        ATTRIBUTIONS.add(name, cls)
         cls.name = name
-        ATTRIBUTIONS[name] = cls
         return cls
 
     return deco
@@ -230,4 +271,4 @@ def register_attribution(name: str) -> Callable[[A], A]:
 
 def list_attributions() -> list[str]:
     """Registered method names (adapters add ``pgc:<CAMClass>`` and ``captum:<LayerMethod>``)."""
-    return sorted(ATTRIBUTIONS)
+    return ATTRIBUTIONS.names()

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from scout_exp.attribution.adapters import create_adapter
-from scout_exp.attribution.base import ATTRIBUTIONS, BaseAttribution, list_attributions
+from scout_exp.attribution.base import ATTRIBUTIONS, BaseAttribution
 from scout_exp.errors import UserError
 
 
@@ -22,12 +22,7 @@ def create_attribution(
     """
     if name.startswith(("pgc:", "captum:")):
         return create_adapter(name, model, target_layer, **kwargs)
-    if name not in ATTRIBUTIONS:
-        raise UserError(
-            f"unknown attribution {name!r}; choose one of: {', '.join(list_attributions())}, "
-            "or pgc:<pytorch-grad-cam class>, captum:<Captum layer method>"
-        )
-    cls = ATTRIBUTIONS[name]
+    cls = ATTRIBUTIONS.lookup(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "target_layer"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:

@@ -3,8 +3,12 @@
 For each model (torchvision ResNet-50 with random weights, and ``vggface2_resnet50`` when it is
 registered), on one batch: (a) the engine's three Grad-CAM maps (y*, y^c, softmax score) from one
 forward and one batched backward; (b) pytorch-grad-cam's ``GradCAM`` called three times with the
-same targets; (c) a ``torch.no_grad()`` forward. Reports median times, the speed ratios and the
-largest absolute difference between the two libraries' min-max normalised maps at input size.
+same targets; (c) the same with the model's weights frozen and the input requiring a gradient
+(``pgc_frozen``): pytorch-grad-cam's backward otherwise also computes every weight's gradient,
+which the engine's ``torch.autograd.grad`` to the layer never does, so (c) is the fairer
+comparison of the two methods; (d) a ``torch.no_grad()`` forward. Reports median times, the
+speed ratios and the largest absolute difference between the two libraries' min-max normalised
+maps at input size.
 """
 
 from __future__ import annotations
@@ -78,26 +82,42 @@ def bench_model(model: nn.Module, x: Tensor, repeats: int) -> dict[str, Any]:
     def run_pgc() -> None:
         results["pgc"] = [pgc_cam(input_tensor=x, targets=t) for t in pgc_targets]
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    x_grad = x.detach().clone().requires_grad_(True)  # the layer's activations need a gradient path
+
+    def run_pgc_frozen() -> None:
+        for p in trainable:
+            p.requires_grad_(False)
+        try:
+            results["pgc_frozen"] = [pgc_cam(input_tensor=x_grad, targets=t) for t in pgc_targets]
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+
     def run_forward() -> None:
         with torch.no_grad():
             model(x)
 
-    times = _median_times({"forward": run_forward, "engine": run_engine, "pgc": run_pgc}, repeats)
+    runs = {"forward": run_forward, "engine": run_engine, "pgc": run_pgc, "pgc_frozen": run_pgc_frozen}
+    times = _median_times(runs, repeats)
     pgc_cam.activations_and_grads.release()
     model.zero_grad(set_to_none=True)
 
     # pytorch-grad-cam's order: min-max at the layer, resize to the input, min-max again.
     ours = normalise(upsample(normalise(results["engine"]), tuple(x.shape[-2:]))).cpu()
     theirs = torch.stack([torch.from_numpy(m) for m in results["pgc"]], dim=1)
-    out: dict[str, Any] = {"layer": engine.layer_name}
+    frozen = torch.stack([torch.from_numpy(m) for m in results["pgc_frozen"]], dim=1)
+    out: dict[str, Any] = {"layer": engine.layer_name, "pgc_frozen_max_abs_diff": float((frozen - theirs).abs().max())}
     for clock in ("wall", "cpu"):
-        t_forward, t_engine, t_pgc = (times[k][clock] for k in ("forward", "engine", "pgc"))
+        t_forward, t_engine, t_pgc, t_frozen = (times[k][clock] for k in ("forward", "engine", "pgc", "pgc_frozen"))
         out.update(
             {
                 f"engine_{clock}_s": t_engine,
                 f"pgc_{clock}_s": t_pgc,
+                f"pgc_frozen_{clock}_s": t_frozen,
                 f"forward_{clock}_s": t_forward,
                 f"pgc_over_engine_{clock}": t_pgc / t_engine,
+                f"pgc_frozen_over_engine_{clock}": t_frozen / t_engine,
                 f"engine_over_forward_{clock}": t_engine / t_forward,
             }
         )

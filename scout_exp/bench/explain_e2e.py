@@ -1,16 +1,20 @@
-"""Benchmark: ``explain.py`` end to end (figures off) on 100 and 2,000 FaceParts pairs, against the
-SCOUT engine alone on the same pairs.
+"""Benchmark: ``explain.py`` end to end on 100 and 2,000 FaceParts pairs (``--pairs``), against the
+SCOUT engine alone on the same pairs: the default run (figures and the offline W&B logger on) and
+the bare one (figures and logger off).
 
 The default setting: a ResNet-18 classifier at 112 px (random weights; throughput does not depend
 on training) saved as a train.py checkpoint, the default FaceParts data (look-alike families; half
 of it in the val split so that 2,000 pairs exist), ``attribution=gradxact`` at ``layer4``, the
 ``parts`` metric with its chance rows, ``batch_size`` 16. ``explain.py`` runs as a user runs it, in
-a child process per size, with ``max_figures=0 logger=none``. Reported per size: pairs/s of the explain task (its own
-``wall_time_s``: loading, pair selection, predict loop, records and summary), pairs/s of
-``ScoutExplainer.explain`` alone over the same batches (in this process, no segments, scores or
-outputs), their ratio (target >= 0.7), and the child's peak resident memory (target: the 2,000-pair
-run within 10% of the 100-pair run, i.e. memory flat in the number of pairs). Each size runs
-``REPEATS`` times, alternating the two, and the fastest time of each counts: on a shared 2-core
+a child process per size: once as ``python explain.py`` runs by default (``max_figures`` 16 pair
+figures, the PR and metric figures, ``report.html``, the offline W&B run: ``default``) and once
+with ``max_figures=0 logger=none`` (``bare``). Reported per size and setting: pairs/s of the
+explain task (its own ``wall_time_s``: loading, pair selection, predict loop, records, figures and
+summary), the process's wall time (start-up included), pairs/s of ``ScoutExplainer.explain``
+alone over the same batches (in this process, no segments, scores or outputs), the ratio
+engine / task (target >= 0.7 for ``bare``), and the child's peak resident memory (target: the
+largest size within 10% of the smallest, i.e. memory flat in the number of pairs). Each size runs
+``REPEATS`` times, alternating the runs, and the fastest time of each counts: on a shared 2-core
 machine single timings of the same run differ by up to 20%.
 """
 
@@ -36,6 +40,7 @@ from scout_exp.data.datamodules import FacePartsDataModule
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.explain.pairs import PairDataset, faceparts_pairs
 from scout_exp.explain.scout import ScoutExplainer
+from scout_exp.models import resolve_model_config
 from scout_exp.training.module import ClassifierModule
 
 SIZES = (100, 2000)
@@ -45,8 +50,8 @@ DATA = {
     for k, v in OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / "faceparts.yaml")).items()
     if k != "_target_"
 } | {"val_fraction": 0.5}
-#: resnet18's input spec (configs/model/resnet18.yaml)
-INPUT = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "resnet18.yaml").input)
+#: resnet18's input spec (its registration, with configs/model/resnet18.yaml's overrides)
+INPUT = resolve_model_config(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "resnet18.yaml")))["input"]
 #: explain.py's default batch size (configs/explain.yaml)
 BATCH = int(OmegaConf.load(CONFIG_DIR / "explain.yaml").batch_size)
 #: each size runs this many times, explain.py and the engine alternately; the fastest of each counts
@@ -77,16 +82,20 @@ def _checkpoint(path: Path) -> ClassifierModule:
     return module.eval()
 
 
-def _run_explain(ckpt: Path, pairs: int, log_dir: Path) -> dict[str, Any]:
-    overrides = ["data.val_fraction=0.5"] + [
+#: explain.py overrides of the two settings measured (``default``: as explain.py runs by default)
+SETTINGS = {"default": [], "bare": ["max_figures=0", "logger=none"]}
+
+
+def _run_explain(ckpt: Path, pairs: int, log_dir: Path, setting: str) -> dict[str, Any]:
+    overrides = [
+        "data.val_fraction=0.5",
         f"ckpt_path={ckpt}",
         f"paths.log_dir={log_dir}",
         f"max_pairs={pairs}",
         f"batch_size={BATCH}",
-        "max_figures=0",
-        "logger=none",
         "trainer.accelerator=cpu",
         "trainer.devices=1",
+        *SETTINGS[setting],
     ]
     env = dict(os.environ, PROJECT_ROOT=str(CONFIG_DIR.parent), WANDB_MODE="offline", HYDRA_FULL_ERROR="1")
     script = str(CONFIG_DIR.parent / "explain.py")
@@ -120,30 +129,41 @@ def _engine_alone(model: ClassifierModule, pairs: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> dict[str, Any]:
-    """Run both sizes; return the figures (see the module docstring)."""
+def main(pairs: tuple[int, ...] = SIZES) -> dict[str, Any]:
+    """Run every size in ``pairs``; return the figures (see the module docstring).
+
+    Raises ValueError when a size is not a positive number of pairs or exceeds the 2,500 val images.
+    """
+    if not pairs or any(not 0 < n <= 2000 for n in pairs):
+        raise ValueError(f"--pairs takes sizes in 1..2000, got {list(pairs)}")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     results: dict[str, Any] = {
         "batch_size": BATCH,
         "data": DATA,
         "model": "resnet18 @ 112x112, layer4, gradxact, metrics=[parts]",
+        "settings": {name: " ".join(o) or "(defaults)" for name, o in SETTINGS.items()},
     }
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "classifier.ckpt"
         model = _checkpoint(ckpt)
-        for pairs in SIZES:
-            runs, engine = [], []
-            for repeat in range(REPEATS):  # alternated, so that a slow spell of the machine hits both
-                runs.append(_run_explain(ckpt, pairs, Path(tmp) / f"logs_{pairs}_{repeat}"))
-                engine.append(_engine_alone(model, pairs))
-            e2e = min(runs, key=lambda r: r["task_s"]) | {"peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+        for n in pairs:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+            engine = []
+            for repeat in range(REPEATS):  # alternated, so that a slow spell of the machine hits all
+                for name in SETTINGS:
+                    runs[name].append(_run_explain(ckpt, n, Path(tmp) / f"logs_{n}_{name}_{repeat}", name))
+                engine.append(_engine_alone(model, n))
             engine_s = min(engine)
-            results[str(pairs)] = {
-                **e2e,
-                "explain_pairs_per_s": round(pairs / e2e["task_s"], 2),
-                "engine_pairs_per_s": round(pairs / engine_s, 2),
-                "ratio": round(engine_s / e2e["task_s"], 3),
-            }
-    small, large = results[str(SIZES[0])], results[str(SIZES[-1])]
-    results["peak_rss_growth"] = round(large["peak_rss_mb"] / small["peak_rss_mb"] - 1, 3)
+            results[str(n)] = {"engine_pairs_per_s": round(n / engine_s, 2)}
+            for name, measured in runs.items():
+                fastest = min(measured, key=lambda r: r["task_s"])
+                results[str(n)][name] = {
+                    **fastest,
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in measured),
+                    "explain_pairs_per_s": round(n / fastest["task_s"], 2),
+                    "ratio": round(engine_s / fastest["task_s"], 3),
+                }
+    if len(pairs) > 1:
+        small, large = results[str(min(pairs))]["bare"], results[str(max(pairs))]["bare"]
+        results["peak_rss_growth"] = round(large["peak_rss_mb"] / small["peak_rss_mb"] - 1, 3)
     return results

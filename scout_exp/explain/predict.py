@@ -25,7 +25,7 @@ from scout_exp.explain.scout import Explanation, ScoutExplainer
 from scout_exp.explain.segments import segment_by_area, segment_by_threshold
 from scout_exp.io import save_npz
 from scout_exp.metrics import MetricSettings, margin_fn, score_batch
-from scout_exp.metrics.truth import faceparts_truth
+from scout_exp.metrics.truth import PartTruth, faceparts_truth
 from scout_exp.modes import frozen_eval
 
 
@@ -40,6 +40,7 @@ class ExplainSettings:
     max_figures: int = 16
     part_names: tuple[str, ...] | None = None
     class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
+    method: str = ""  # attribution method as configured, for figure titles ("": the attribution's name)
     metrics: tuple[str, ...] = ()  # scout_exp.metrics.METRICS to score (parts: needs FaceParts)
     metric_settings: MetricSettings | None = None
 
@@ -80,33 +81,43 @@ class ExplainModule(pl.LightningModule):
             segments = segment_by_threshold(discriminant, self.settings.threshold)
         second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
         rows = [[b] + ([int(second[b])] if has_2[b] else []) for b in range(x1.shape[0])]
-        scores = self._scores(x, explained, indices, rows, batch)
+        metrics = self.settings.metrics
+        figures = min(indices) < self.settings.max_figures
+        truths = {}
+        if any(m in ("parts", "interventions") for m in metrics) or (figures and self.dataset.faceparts is not None):
+            truths = self._truths(x, explained, indices, rows, batch)
+        scores = self._scores(x, explained, truths)
         return [
-            (index, self._record(index, rows[b], x, explained, maps, segments, scores, degenerate))
+            (index, self._record(index, rows[b], x, explained, maps, segments, scores, degenerate, truths))
             for b, index in enumerate(indices)
         ]
 
-    def _scores(
+    def _truths(
         self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]], batch: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+    ) -> dict[int, PartTruth]:
+        """FaceParts ground truth of every image (row of ``x``) against its counter class."""
+        truths = {}
+        for b, (index, rs) in enumerate(zip(indices, rows)):
+            pair = self.dataset.pairs[index]
+            for side, r in enumerate(rs):
+                truths[r] = faceparts_truth(
+                    self.dataset.faceparts,
+                    int(pair.image_1 if side == 0 else pair.image_2),
+                    int(e.y_counter[r]),
+                    tuple(x.shape[-2:]),
+                    self.dataset.preprocess,
+                    interventions="interventions" in self.settings.metrics,
+                    labels=batch[f"parts_{side + 1}"][b].cpu().numpy(),
+                )
+        return truths
+
+    def _scores(self, x: Tensor, e: Explanation, truths: dict[int, PartTruth]) -> list[dict[str, Any]]:
         """Per-image metric records (:func:`scout_exp.metrics.score_batch`), in the order of ``x``."""
         metrics, settings = self.settings.metrics, self.settings.metric_settings
         if not metrics or settings is None:
             return [{} for _ in range(len(x))]
-        truths = {}
-        if any(m in ("parts", "interventions") for m in metrics):
-            for b, (index, rs) in enumerate(zip(indices, rows)):
-                pair = self.dataset.pairs[index]
-                for side, r in enumerate(rs):
-                    truths[r] = faceparts_truth(
-                        self.dataset.faceparts,
-                        int(pair.image_1 if side == 0 else pair.image_2),
-                        int(e.y_counter[r]),
-                        tuple(x.shape[-2:]),
-                        self.dataset.preprocess,
-                        interventions="interventions" in metrics,
-                        labels=batch[f"parts_{side + 1}"][b].cpu().numpy(),
-                    )
+        if not any(m in ("parts", "interventions") for m in metrics):
+            truths = {}
         order = range(len(x))
         return score_batch(
             metrics,
@@ -138,6 +149,22 @@ class ExplainModule(pl.LightningModule):
         c2 = torch.where(c2 == NO_CLASS, fallback, c2)
         return c1, c2
 
+    def _title(self, record: dict[str, Any]) -> str:
+        """Pair-figure title: the pair, the identities, the method, its layer and the variant."""
+        attribution = self.explainer.attribution
+        method = self.settings.method or getattr(attribution, "name", type(attribution).__name__)
+        layer = getattr(attribution, "layer_name", "?")
+        side = record["image_1"]
+        a, b = side.get("class_name", side["class"]), side.get("counter_name", side["counter_class"])
+        piou = record.get("piou")
+        extra = f"; part IoU of the two segments {piou:.2f}" if isinstance(piou, float) and np.isfinite(piou) else ""
+        disc = record.get("discriminative_parts")
+        extra += f"; they differ in: {', '.join(disc)}" if disc else ""
+        return (
+            f"{record['pair']}: identity {a} (A) vs {b} (B){extra}\n"
+            f"attribution {method} at layer {layer}, discriminant variant {self.explainer.variant}"
+        )
+
     def _record(
         self,
         index: int,
@@ -148,6 +175,7 @@ class ExplainModule(pl.LightningModule):
         segments: Tensor,
         scores: list[dict[str, Any]],
         no_evidence: Tensor,
+        truths: dict[int, PartTruth],
     ) -> dict[str, Any]:
         pair = self.dataset.pairs[index]
         out = self.settings.out_dir
@@ -194,12 +222,14 @@ class ExplainModule(pl.LightningModule):
                 {
                     "image": self.dataset.preprocess.invert(x[row]),
                     "label": f"image {side + 1}: why {item.get('class_name', ys)} not {item.get('counter_name', yc)}"
-                    f"\np={item['prob_class']:.2f} s={item['confidence']:.2f}",
+                    f"\np(A)={item['prob_class']:.2f} p(B)={item['prob_counter']:.2f} s={item['confidence']:.2f}",
                     **{k: v[row].numpy() for k, v in maps.items()},
                     "segment": seg,
                     "segment_label": "degenerate map (|class map| < 1e-9): no evidence"
                     if degenerate
-                    else f"segment {item['segment_area_fraction']:.0%}",
+                    else f"top {item['segment_area_fraction']:.0%} of the map",
+                    "truth": differing_mask(truths[row]) if row in truths else None,
+                    "scores": _score_text(item),
                 }
             )
         if len(covered) == 2:
@@ -211,13 +241,35 @@ class ExplainModule(pl.LightningModule):
             }
         if index < self.settings.max_figures:
             name = f"figures/{pair.name}.png"
-            save_pair_figure(out / name, fig_rows, f"{pair.name}: discriminant explanations ({self.explainer.variant})")
+            save_pair_figure(out / name, fig_rows, self._title(record), self.explainer.variant)
             record["figure"] = name
         if self.settings.save_maps:
             name = f"maps/{pair.name}.npz"
             save_npz(out / name, **{f"{k}_{s + 1}": maps[k][r].numpy() for k in maps for s, r in enumerate(rows)})
             record["maps"] = name
         return record
+
+
+def differing_mask(truth: PartTruth) -> np.ndarray:
+    """(H, W) bool: the pixels of the parts in which the explained identity and the counter one differ."""
+    part_map = truth.part_map.numpy()
+    disc = truth.discriminative.numpy()
+    return (part_map >= 0) & disc[np.clip(part_map, 0, len(disc) - 1)]
+
+
+def _score_text(item: dict[str, Any]) -> str:
+    """The image's part precision/recall for its figure row ("" without part scores)."""
+    if "precision" not in item:
+        return ""
+    p, r = item["precision"], item["recall"]
+    if p is None and r is None:
+        return "part precision / recall: undefined"
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    return f"part precision {fmt(p)}, recall {fmt(r)}" + (
+        f"\n(random map {fmt(item.get('chance_random_precision'))}, {fmt(item.get('chance_random_recall'))})"
+        if "chance_random_precision" in item
+        else ""
+    )
 
 
 def defined_mean(values: list[Any], length: int | None = None) -> np.ndarray:

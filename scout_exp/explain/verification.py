@@ -27,20 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from scout_exp.attribution import create_attribution  # noqa: E402
 from scout_exp.attribution.base import upsample  # noqa: E402
 from scout_exp.attribution.rise import check_rise_settings, rise_maps, rise_masks  # noqa: E402
 from scout_exp.errors import UserError  # noqa: E402
-from scout_exp.io import save_figure, save_npz  # noqa: E402
+from scout_exp.explain.figures import SIGNED_CMAP, Canvas, draw_map, save_png  # noqa: E402
+from scout_exp.io import save_npz  # noqa: E402
 from scout_exp.modes import frozen_eval  # noqa: E402
 
 #: evidence mass (similar + different, summed over the map) below which a side has no evidence
@@ -219,37 +218,56 @@ def save_verification_figure(
     title: str,
 ) -> Path:
     """One row per image (probe, reference): the image, its similar (red) and different (blue) evidence,
-    and the signed map (similar - different), on one colour scale per row. A row without evidence
-    (degenerate) says so instead of showing empty maps.
+    and the signed map (similar - different, diverging around 0, red: similar), on one colour scale
+    per row, each with a colour bar. A row without evidence (degenerate) says so instead of showing
+    empty maps. ``images`` (H, W, 3) uint8; maps (H, W) float at image size. Drawn like the pair
+    figure (:func:`scout_exp.explain.figures.draw_map`: one axes, no pyplot state).
     """
-    fig, axes = plt.subplots(len(images), 4, figsize=(8.4, 2.3 * len(images)), squeeze=False)
-    for r, (image, sim, diff, label) in enumerate(zip(images, similar, different, labels)):
+    return save_png(draw_verification_figure(images, similar, different, labels, title), path)
+
+
+def draw_verification_figure(
+    images: Sequence[np.ndarray],
+    similar: Sequence[np.ndarray],
+    different: Sequence[np.ndarray],
+    labels: Sequence[str],
+    title: str,
+) -> Figure:
+    """The figure :func:`save_verification_figure` writes, as a :class:`Figure` (tests read it)."""
+    cell_w, cell_h, panel, top_margin = 2.05, 2.3, 1.55, 0.4
+    fw, fh = 4 * cell_w, cell_h * len(images) + top_margin
+    canvas = Canvas(fw, fh)
+    for r, (image, sim, diff, label) in enumerate(zip(images, similar, different, labels), start=1):
         total = float(sim.sum() + diff.sum())
         scale = float(max(sim.max(), diff.max())) or 1.0
-        axes[r, 0].imshow(image)
-        axes[r, 0].set_title(label, fontsize=7)
-        for c, (part, colour, name) in enumerate(
-            ((sim, (0.85, 0.1, 0.1), "similar"), (diff, (0.1, 0.3, 0.95), "different")), start=1
-        ):
-            axes[r, c].imshow(image)
-            if total < DEGENERATE_MASS:
-                axes[r, c].set_title(f"{name}: none (degenerate)", fontsize=7)
+        top = top_margin + (r - 1) * cell_h + 0.5
+
+        def caption(c: int, text: str, top: float = top) -> None:
+            canvas.text(c * cell_w + 0.12 + panel / 2, top - 0.03, text, fontsize=7, ha="center", va="bottom")
+
+        canvas.image(image, 0.12, top, panel, panel, gid=f"image:{r}")
+        caption(0, label)
+        degenerate = total < DEGENERATE_MASS
+        panels = (
+            (sim, (Normalize(0, scale), "Reds"), "similar", f"similar ({sim.sum() / (total or 1):.0%})"),
+            (diff, (Normalize(0, scale), "Blues"), "different", f"different ({diff.sum() / (total or 1):.0%})"),
+            (sim - diff, (Normalize(-scale, scale), SIGNED_CMAP), "signed", "signed: similar - different"),
+        )
+        for c, (m, norm_cmap, key, text) in enumerate(panels, start=1):
+            left = c * cell_w + 0.12
+            if degenerate:
+                canvas.image(image, left, top, panel, panel, gid=f"image:{r}:{key}")
+                caption(
+                    c,
+                    f"{key}: none (degenerate)"
+                    if c < 3
+                    else "no evidence: |map| < 1e-9\n(e.g. an image against itself)",
+                )
                 continue
-            overlay = np.zeros((*part.shape, 4))
-            overlay[..., :3] = colour
-            overlay[..., 3] = 0.85 * part / scale
-            axes[r, c].imshow(overlay)
-            axes[r, c].set_title(f"{name} ({part.sum() / total:.0%})", fontsize=8)
-        axes[r, 3].imshow(image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
-        if total < DEGENERATE_MASS:
-            axes[r, 3].set_title("no evidence: |map| < 1e-9\n(e.g. an image against itself)", fontsize=7)
-        else:
-            axes[r, 3].imshow((sim - diff) / scale, cmap="bwr_r", vmin=-1, vmax=1, alpha=0.6)
-            axes[r, 3].set_title("signed map", fontsize=8)
-    for ax in axes.ravel():
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+            draw_map(canvas, image, np.asarray(m, dtype=np.float32), left, top, f"map:{r}:{key}", norm_cmap)
+            caption(c, text)
+    canvas.fig.suptitle(title, fontsize=8, y=1 - 0.06 / fh, va="top", wrap=True)
+    return canvas.fig
 
 
 def explain_pairs(

@@ -34,7 +34,7 @@ from scout_exp.hardness.metrics import evaluate_confidence
 from scout_exp.heads.hardness import TRUNKS, HardnessPredictor, build_trunk
 from scout_exp.heads.softmax import softmax_score
 from scout_exp.mirror import mirror_run
-from scout_exp.models import features_and_logits
+from scout_exp.models import classifier_name, features_and_logits, get_classifier
 from scout_exp.modes import frozen_eval
 from scout_exp.training.module import ClassifierModule
 
@@ -48,6 +48,7 @@ class HardnessModule(ClassifierModule):
     ``configs/objective/hardness.yaml``. ``classifier_ckpt`` names a plain classifier checkpoint to
     start the classifier (and a separate predictor trunk) from; ``init_from`` (``model.init_from``)
     a hardness checkpoint to start the whole module from, or a classifier one used as ``classifier_ckpt``.
+    ``trunk`` (``shared`` | ``separate``) has no default here: its one default is the YAML's.
     """
 
     INIT_KEYS = ("init_from", "classifier_ckpt")
@@ -56,7 +57,7 @@ class HardnessModule(ClassifierModule):
         self,
         model_name: str,
         num_classes: int,
-        trunk: str = "separate",
+        trunk: str,
         hidden: int = 128,
         dropout: float = 0.5,
         classifier_loss: str = "weighted",
@@ -89,10 +90,11 @@ class HardnessModule(ClassifierModule):
         if trunk == "separate":
             predictor_trunk, feature_dim = build_trunk(model_name, num_classes, classifier.get("model_kwargs"))
             if classifier_ckpt:
-                own = {k: v for k, v in self.model.state_dict().items() if not k.startswith("fc.")}
+                head = classifier_name(self.model) + "."
+                own = {k: v for k, v in self.model.state_dict().items() if not k.startswith(head)}
                 predictor_trunk.load_state_dict(own)
         else:
-            predictor_trunk, feature_dim = None, self.model.fc.in_features
+            predictor_trunk, feature_dim = None, get_classifier(self.model).in_features
         self.predictor = HardnessPredictor(feature_dim, hidden, dropout, trunk=predictor_trunk)
         self.error_auroc = nn.ModuleDict(
             {f"{stage}_{score}": BinaryAUROC() for stage in EVAL_SPLITS for score in ("hardness", "softmax")}

@@ -18,15 +18,14 @@ this package is imported by :func:`create_head`, so a new head is one file here 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from scout_exp.errors import UserError
+from scout_exp.registry import Registry
 
-_HEADS: dict[str, type[ConfidenceHead]] = {}
+#: heads defined in scout_exp.heads, each module imported on the first lookup (package discovery)
+_HEADS: Registry[type[ConfidenceHead]] = Registry("confidence head", package="scout_exp.heads")
 
 
 class ConfidenceHead:
@@ -49,9 +48,10 @@ class ConfidenceHead:
             raise TypeError(f"{cls.__name__} must set a class attribute `name`")
         if not cls.__module__.startswith("scout_exp.heads."):  # a head defined elsewhere is used as an object
             return
-        if cls.name in _HEADS and _HEADS[cls.name] is not cls:
-            raise TypeError(f"confidence head {cls.name!r} is registered twice")
-        _HEADS[cls.name] = cls
+        try:
+            _HEADS.add(cls.name, cls)
+        except ValueError as err:
+            raise TypeError(str(err)) from None
 
     def score(self, out: Tensor) -> Tensor:
         """The score s(x), shape (B,), from the output of :meth:`forward_model` (differentiable)."""
@@ -80,20 +80,12 @@ class ConfidenceHead:
 
 def list_heads() -> list[str]:
     """Names of all confidence heads in :mod:`scout_exp.heads`."""
-    _import_heads()
-    return sorted(_HEADS)
+    return _HEADS.names()
 
 
 def create_head(name: str, **options: Any) -> ConfidenceHead:
-    """The confidence head ``name`` built with ``options`` (the keys of ``configs/head/<name>.yaml``)."""
-    _import_heads()
-    if name not in _HEADS:
-        raise UserError(f"unknown confidence head {name!r}; choose one of: {', '.join(sorted(_HEADS))}")
-    return _HEADS[name](**options)
+    """The confidence head ``name`` built with ``options`` (the keys of ``configs/head/<name>.yaml``).
 
-
-def _import_heads() -> None:
-    """Import every module of this package so that their head classes register (a package scan, not a cycle)."""
-    package = importlib.import_module("scout_exp.heads")
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"scout_exp.heads.{info.name}")
+    Raises UserError naming the valid heads for an unknown ``name``.
+    """
+    return _HEADS.create(name, **options)

@@ -32,6 +32,7 @@ from scout_exp.errors import UserError
 from scout_exp.interp.evaluate import EvalCollector, log_peak_figure
 from scout_exp.interp.losses import InterpLossWeights, interp_total_loss
 from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_parts, occlude_with_landmarks
+from scout_exp.models import get_classifier
 from scout_exp.training.module import ClassifierModule
 
 VARIANTS: dict[str, InterpLossWeights] = {
@@ -93,8 +94,9 @@ class InterpFRModule(ClassifierModule):
             raise UserError(f"unknown loss weight(s) {', '.join(unknown)}; known: {', '.join(preset)}")
         chosen = {k: float(v) for k, v in (weights or {}).items() if v is not None}
         self.loss_weights = InterpLossWeights(**{**preset, **chosen})
-        if not 0 < n_invariant <= self.model.fc.in_features:
-            raise UserError(f"n_invariant must be in [1, {self.model.fc.in_features}], got {n_invariant}")
+        features = get_classifier(self.model).in_features
+        if not 0 < n_invariant <= features:
+            raise UserError(f"n_invariant must be in [1, {features}], got {n_invariant}")
         bad = [p for p in occlusion_parts if p not in PART_NAMES]
         if bad or not occlusion_parts:
             raise UserError(

@@ -240,16 +240,15 @@ def score_batch(
         ends = torch.stack([unperturbed, batch_scores(score_fn, base, settings.batch_size)], 1)
         kw = dict(mode=mode, baseline=base, steps=settings.steps, batch_size=settings.batch_size, ends=ends)
         curves, auc = perturbation_curves(score_fn, images, maps, **kw)
-        chance_auc = {k: perturbation_curves(score_fn, images, m, **kw)[1] for k, m in curve_chance.items()}
-        _add_curves(out, mode, curves, auc, chance_auc)
+        chance_runs = {k: perturbation_curves(score_fn, images, m, **kw) for k, m in curve_chance.items()}
+        _add_curves(out, mode, curves, auc, chance_runs)
     if "road" in metrics:
         kw = dict(fractions=tuple(settings.road_fractions), noise=settings.road_noise, seed=settings.seed)
         curves, auc = road_curves(score_fn, images, maps, batch_size=settings.batch_size, **kw)
-        chance_auc = {
-            k: road_curves(score_fn, images, m, batch_size=settings.batch_size, **kw)[1]
-            for k, m in curve_chance.items()
+        chance_runs = {
+            k: road_curves(score_fn, images, m, batch_size=settings.batch_size, **kw) for k, m in curve_chance.items()
         }
-        _add_curves(out, "road", curves, auc, chance_auc)
+        _add_curves(out, "road", curves, auc, chance_runs)
     if "randomisation" in metrics:
         assert model is not None and explain_fn is not None
         blocks, rho, rho_abs = cascading_randomisation(model, explain_fn, images, seed=settings.seed)
@@ -260,12 +259,18 @@ def score_batch(
 
 
 def _add_curves(
-    out: list[dict[str, object]], name: str, curves: Tensor, auc: Tensor, chance_auc: dict[str, Tensor]
+    out: list[dict[str, object]],
+    name: str,
+    curves: Tensor,
+    auc: Tensor,
+    chance: dict[str, tuple[Tensor, Tensor]],
 ) -> None:
-    """Add ``<name>_auc``, ``<name>_curve`` and ``chance_<map>_<name>_auc`` to each image's record."""
+    """Add ``<name>_auc``, ``<name>_curve``, and for each chance map ``chance_<map>_<name>_auc`` and
+    its curve ``<name>_<map>_curve`` (drawn as the chance line of the curve figure) to each image's record."""
     for i, record in enumerate(out):
         record.update({f"{name}_auc": _f(auc[i]), f"{name}_curve": [round(float(v), 5) for v in curves[i]]})
-        record.update({f"chance_{k}_{name}_auc": _f(v[i]) for k, v in chance_auc.items()})
+        record.update({f"chance_{k}_{name}_auc": _f(v[1][i]) for k, v in chance.items()})
+        record.update({f"{name}_{k}_curve": [round(float(v), 5) for v in c[0][i]] for k, c in chance.items()})
 
 
 def margin_fn(logits_fn: Callable[[Tensor], Tensor], class_a: Tensor, class_b: Tensor) -> ScoreFn:

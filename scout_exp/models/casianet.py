@@ -7,7 +7,7 @@ stage names ``stage0`` .. ``stage4``, so a base checkpoint loads into the interp
 Attribution layers: for ``casianet`` the default is ``stage4`` (its output is the BatchNorm of the
 last 3x3 conv, 320x6x6, the map that is average-pooled into the feature); for
 ``casianet_interp`` it is ``peak_mask`` (the peak-masked map ``M``, 320x24x24, the map that is
-average-pooled into the feature). Both names are stored on the model as ``default_target_layer``.
+average-pooled into the feature). Both are registered with the factories (``model_info(name).target_layer``).
 """
 
 from __future__ import annotations
@@ -75,8 +75,6 @@ class _CasiaStages(nn.Module):
 class CasiaNet(_CasiaStages):
     """Base CASIA-Net: stages, global average pool (320-d), dropout, ``fc``."""
 
-    default_target_layer = "stage4"
-
     def __init__(self, num_classes: int, dropout: float = 0.4) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
@@ -128,8 +126,6 @@ class InterpOutput(NamedTuple):
 class CasiaNetInterp(_CasiaStages):
     """CASIA-Net with the interpretable hypercolumn head and peak masking (docs/method.md section 4)."""
 
-    default_target_layer = "peak_mask"
-
     def __init__(self, num_classes: int, peaks: int = 24, dropout: float = 0.4) -> None:
         super().__init__()
         self.reduce3 = ConvBNAct(256, 192, kernel=1)
@@ -173,13 +169,13 @@ class CasiaNetInterp(_CasiaStages):
         return self.forward_maps(x).logits
 
 
-@register_model
+@register_model(input_spec=CASIANET_INPUT, target_layer="stage4")
 def casianet(num_classes: int, dropout: float = 0.4) -> nn.Module:
     """Base CASIA-Net (DR-GAN encoder) for 96x96 faces in [-1, 1]."""
     return CasiaNet(num_classes, dropout=dropout)
 
 
-@register_model
+@register_model(input_spec=CASIANET_INPUT, target_layer="peak_mask")
 def casianet_interp(num_classes: int, peaks: int = 24, dropout: float = 0.4) -> nn.Module:
     """Interpretable CASIA-Net (hypercolumn head, peak masking) for 96x96 faces in [-1, 1]."""
     return CasiaNetInterp(num_classes, peaks=peaks, dropout=dropout)

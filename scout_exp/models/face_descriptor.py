@@ -35,6 +35,7 @@ from torch import nn
 from scout_exp.errors import UserError
 from scout_exp.models.registry import register_model
 from scout_exp.zoo.fetch import weights_path
+from scout_exp.zoo.registry import FACE_DESCRIPTOR_INPUT
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's decision threshold: descriptors closer than this (Euclidean) belong to the same person."""
@@ -231,7 +232,9 @@ def load_face_api_weights(
     return model
 
 
-@register_model
+# the last block with a useful grid (128 x 8 x 8 on a 150 crop); the 256-channel stages are 4x4 and
+# 2x2, too coarse to show face parts
+@register_model(input_spec=FACE_DESCRIPTOR_INPUT, target_layer="conv128_2")
 def face_descriptor(num_classes: int = 128, pretrained: bool = False, weights_dir: str | None = None) -> nn.Module:
     """dlib's face ResNet; ``pretrained`` loads face-api's weights from ``weights_dir`` or the zoo cache."""
     model = FaceDescriptorNet(num_classes=num_classes)

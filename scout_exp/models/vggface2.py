@@ -95,7 +95,8 @@ class VGGFace2ResNet50(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@register_model
+# target layer None: the last Conv2d (layer4.2.conv3), as the SCOUT-Face seed does (docs/method.md section 3)
+@register_model(input_spec=VGGFACE2_INPUT, target_layer=None)
 def vggface2_resnet50(num_classes: int = VGGFACE2_CLASSES, weights: str | None = None) -> nn.Module:
     """VGGFace2 ResNet-50; ``weights`` is the path of a ``resnet50_ft``/``resnet50_scratch`` pickle to load."""
     model = VGGFace2ResNet50(num_classes=num_classes)

@@ -31,25 +31,32 @@ def main(argv: list[str] | None = None) -> int:
     board_cmd.add_argument("dir", help="an explain multirun folder, e.g. outputs/explain/multiruns/<time>")
     board_cmd.add_argument("--metric", default="precision", help="metric to sort by (default: precision)")
     board_cmd.add_argument("--columns", nargs="*", default=None, help="other metrics to show (default: all)")
-    board_cmd.add_argument("--out", default=None, help="folder for leaderboard.csv/.md/.png (default: DIR)")
+    board_cmd.add_argument(
+        "--out", default=None, help="folder for leaderboard.csv/.md/.png, report.html (default: DIR)"
+    )
     check_cmd = commands.add_parser("check", help="check a W&B sweep YAML and compose every setting with Hydra")
     check_cmd.add_argument("sweep", help="a sweep file, e.g. configs/sweeps/train_grid.yaml")
     check_cmd.add_argument("--limit", type=int, default=64, help="check at most this many settings")
     args = parser.parse_args(argv)
     try:
         if args.command == "collect":
-            from scout_exp.sweeps.collect import collect
+            from scout_exp.sweeps.collect import best_note, best_row, collect, setting_label
 
             results = collect(args.dir, metric=args.metric, out_dir=args.out, goal=args.goal)
             failed = [r for r in results.rows if r["status"] != "ok"]
             print(f"{len(results.rows)} jobs ({len(failed)} not ok); metric: {results.metric}")
+            best = best_row(results)
+            if best is not None:  # the best pick, and whether it ties or is at chance
+                print(f"best: {setting_label(best, results.varying)}{best_note(results)}")
             for path in results.files.values():
                 print(path)
         elif args.command == "leaderboard":
-            from scout_exp.sweeps.leaderboard import leaderboard
+            from scout_exp.sweeps.leaderboard import leaderboard, read_verdict
 
-            for path in leaderboard(args.dir, metric=args.metric, columns=args.columns, out_dir=args.out).values():
+            files = leaderboard(args.dir, metric=args.metric, columns=args.columns, out_dir=args.out)
+            for path in files.values():
                 print(path)
+            print(read_verdict(files["md"]))  # the best setting, and whether it ties or is at chance
         else:
             from scout_exp.sweeps.wandb_sweep import check_sweep
 

@@ -194,7 +194,8 @@ def write_markdown(results: Results, path: Path) -> Path:
     ]
     best = best_row(results)
     if best is not None:
-        lines += [f"Best ({results.goal} {results.metric}): {setting_label(best, results.varying)}", ""]
+        note = best_note(results)
+        lines += [f"Best ({results.goal} {results.metric}): {setting_label(best, results.varying)}{note}", ""]
     if common:
         lines += [f"Common overrides: {' '.join(common)}", ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -204,33 +205,94 @@ def write_markdown(results: Results, path: Path) -> Path:
     return path
 
 
-def plot_metric(results: Results, path: Path) -> Path:
-    """Horizontal bars of the metric per job (labelled by the varying overrides); best in orange, failed marked."""
-    import matplotlib
+def metric_ci(results: Results, row: dict[str, Value]) -> tuple[float, float] | None:
+    """The 95% CI of the metric that the job's summary.json holds (``<metric>_ci``), if any."""
+    summary = results.root / str(row["job"]) / "summary.json"
+    try:
+        ci = json.loads(summary.read_text()).get(f"{results.metric}_ci") if summary.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if isinstance(ci, list) and len(ci) == 2 and all(_is_number(v) for v in ci):
+        return float(ci[0]), float(ci[1])
+    return None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def judge_best(results: Results) -> dict[str, Any]:
+    """The best job and what it cannot be told apart from: ``best`` (row or None), ``ties`` (other
+    jobs with the same value, or whose 95% CI overlaps the best one's), ``chance`` (the mean random-map
+    chance level of the metric, ``chance_random_<metric>`` of the summaries; None without one) and
+    ``at_chance`` (the best value is no better than it, or its CI holds it)."""
+    best = best_row(results)
+    out: dict[str, Any] = {"best": best, "ties": [], "chance": None, "at_chance": False}
+    if best is None:
+        return out
+    metric = str(results.metric)
+    value, ci = float(best[metric]), metric_ci(results, best)  # type: ignore[arg-type]
+    for row in results.rows:
+        if row is best or not _is_number(row.get(metric)):
+            continue
+        other, other_ci = float(row[metric]), metric_ci(results, row)  # type: ignore[arg-type]
+        if other == value or (ci and other_ci and ci[0] <= other_ci[1] and other_ci[0] <= ci[1]):
+            out["ties"].append(row)
+    chances = [float(v) for row in results.rows if _is_number(v := row.get(f"chance_random_{metric}"))]
+    if chances:
+        chance = float(np.mean(chances))
+        beaten = value > chance if results.goal == "max" else value < chance
+        out.update(chance=chance, at_chance=not beaten or bool(ci and ci[0] <= chance <= ci[1]))
+    return out
+
+
+def best_note(results: Results) -> str:
+    """What the best pick rests on: "; TIED with ..." and/or "; AT CHANCE ..." ("" when clear)."""
+    j = judge_best(results)
+    note = ""
+    if j["ties"]:
+        note += f"; TIED: not distinguishable from {len(j['ties'])} other job(s) (same value or overlapping 95% CIs)"
+    if j["at_chance"]:
+        note += f"; AT CHANCE: not above the random map's {results.metric} ({j['chance']:.4g})"
+    return note
+
+
+def plot_metric(results: Results, path: Path) -> Path:
+    """Horizontal bars of the metric per job (labelled by the varying overrides); best in orange, jobs
+    tied with it marked, the random-map chance level dashed, failed jobs marked; the title says
+    when the best is tied or at chance (:func:`judge_best`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     metric = results.metric
     labels = [setting_label(row, results.varying) for row in results.rows]
     values = [float(v) if _is_number(v := row.get(metric)) else math.nan for row in results.rows]
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.4 * len(labels)))
+    fig = Figure(figsize=(8, 1.5 + 0.4 * len(labels)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     y = np.arange(len(labels))
     finite = [v for v in values if math.isfinite(v)]
-    best = (max(finite) if results.goal == "max" else min(finite)) if finite else None
-    colors = ["tab:orange" if v == best else "tab:blue" for v in values]
+    j = judge_best(results)
+    tied = {id(r) for r in j["ties"]}
+    colors = ["tab:orange" if row is j["best"] else "tab:blue" for row in results.rows]
     ax.barh(y, [v if math.isfinite(v) else 0.0 for v in values], color=colors)
     for i, (row, value) in enumerate(zip(results.rows, values)):
         if math.isfinite(value):
-            ax.text(value, i, f" {value:.4g}", va="center", fontsize=8)
+            ax.text(
+                value, i, f" {value:.4g}" + (" (tie with best)" if id(row) in tied else ""), va="center", fontsize=8
+            )
         else:
             ax.text(0, i, f" {row['status']}", va="center", color="tab:red", fontsize=8)
+    if j["chance"] is not None:
+        ax.axvline(j["chance"], color="k", ls="--", lw=0.9, label=f"chance: random map ({j['chance']:.4g})")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(metric)
-    ax.set_title(f"{metric} per setting ({results.root.name}; orange: best, {results.goal}imum)")
+    note = best_note(results).removeprefix("; ").replace("; ", "\n")
+    ax.set_title(
+        f"{metric} per setting ({results.root.name}; orange: best, {results.goal}imum)" + (f"\n{note}" if note else ""),
+        fontsize=9,
+    )
     if finite:
-        ax.set_xlim(0, max(finite) * 1.15 if max(finite) > 0 else 1)
+        top = max(finite + ([j["chance"]] if j["chance"] is not None else []))
+        ax.set_xlim(0, top * 1.15 if top > 0 else 1)
     return save_figure(fig, path)
 
 

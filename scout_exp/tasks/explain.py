@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
@@ -20,7 +19,7 @@ from scout_exp.data.faceparts import FACE_PARTS
 from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
-from scout_exp.explain.figures import save_pr_figure
+from scout_exp.explain.figures import pr_chance, save_pr_figure
 from scout_exp.explain.metric_figures import save_metric_figures
 from scout_exp.explain.pairs import (
     Pair,
@@ -38,10 +37,14 @@ from scout_exp.explain.verify_benchmark import triplet_summary
 from scout_exp.explain.verify_loop import VerifyModule
 from scout_exp.explain.writer import PRMeans, RecordWriter, iter_records, remove_record_files, write_explanations
 from scout_exp.io import save_json
+from scout_exp.manifest import run_manifest, stage
 from scout_exp.metrics import MetricSettings, check_metrics, summarise
 from scout_exp.metrics.stats import is_score
 from scout_exp.mirror import mirror_run
+from scout_exp.models import get_classifier
+from scout_exp.report import write_run_report
 from scout_exp.tasks.recogniser import Recogniser, load_recogniser
+from scout_exp.training.progress import progress_bar
 
 log = logging.getLogger(__name__)
 #: scout: SCOUT counterfactual explanations of identities; verify: similarity maps of (probe, reference) pairs
@@ -65,7 +68,8 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
     if mode == "scout" and cfg.attribution.method in BLACK_BOX:
         raise UserError(f"attribution={cfg.attribution.method} explains similarity scores: use it with mode=verify")
-    recogniser = load_recogniser(cfg)
+    with stage("load"):
+        recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
     if mode == "verify" and cfg.get("pairs") == "triplets":
         dataset: Dataset = triplet_dataset(cfg, recogniser, preprocess)
@@ -80,24 +84,27 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     trainer = instantiate(
         cfg.trainer,
         logger=loggers or False,
-        callbacks=[RichProgressBar(), RecordWriter(out)],
+        callbacks=[progress_bar(predict_stage=f"explain ({mode})"), RecordWriter(out)],
         precision="32-true",
         inference_mode=False,
         enable_checkpointing=False,
         max_epochs=None,
     )
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle=False)
-    trainer.predict(module, loader, return_predictions=False)
+    with stage("explain"):
+        trainer.predict(module, loader, return_predictions=False)
     if not trainer.is_global_zero:
         return {}
     if cfg.get("align"):
         summary["align"] = cfg.align
     summary, figures, table, curve, items = _summarise(summary, iter_records(out), recogniser, mode)
+    described = f"{cfg.attribution.method} at {summary.get('layer')}, variant {cfg.get('variant')}"
     figures += save_metric_figures(
         out / "figures",
         [{"image_1": i} for i in items],
         summary.get("metrics", ()),
         road_fractions=list(cfg.metric_options.road_fractions),
+        title=f"{described}; {summary['pairs']} pairs",
     )
     if curve:
         save_pr_figure(
@@ -105,21 +112,26 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
             curve["area_fraction"],
             np.array(curve["precision"]),
             np.array(curve["recall"]),
-            f"{cfg.attribution.method}, {cfg.variant}",
+            f"{described} ({summary['pairs']} pairs)",
+            chance=pr_chance(summary),
+            area_fraction=cfg.segment.area_fraction,  # where the chance rows are measured
         )
     summary["wall_time_s"] = round(time.perf_counter() - start, 3)
     header: dict[str, Any] = {"summary": summary, "figures": figures + (["figures/pr_curve.png"] if curve else [])}
     if mode == "scout":
         header["pr_curve"] = curve
     write_explanations(out / "explanations.json", header, iter_records(out))
+    report = write_run_report(out, header, iter_records(out))
     remove_record_files(out)
     save_json(summary, out / "summary.json")
     key = "verification" if mode == "verify" else "explanations"
     images = {key: [str(out / f) for f in figures]}
     if curve:
         images["pr_curve"] = [str(out / "figures" / "pr_curve.png")]
-    mirror_run(loggers, summary, to_container(cfg), images, ("scores", SCORE_COLUMNS, table) if table else None)
-    log.info("explanations: %s", out / "explanations.json")
+    table_rows = ("scores", SCORE_COLUMNS, table) if table else None
+    config = {**to_container(cfg), "manifest": run_manifest()}
+    mirror_run(loggers, summary, config, images, table_rows, html={"report": str(report)})
+    log.info("explanations: %s; report: %s", out / "explanations.json", report)
     return summary
 
 
@@ -127,7 +139,7 @@ def _scout_module(
     cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset, faceparts: Any, out: Path
 ) -> tuple[ExplainModule, dict[str, Any]]:
     """The SCOUT predict module and the summary's fixed fields."""
-    check_classes(dataset.pairs, recogniser.model.fc.out_features)
+    check_classes(dataset.pairs, get_classifier(recogniser.model).out_features)
     explainer = ScoutExplainer(
         recogniser.model,
         attribution=cfg.attribution.method,
@@ -144,6 +156,7 @@ def _scout_module(
         max_figures=cfg.max_figures,
         part_names=FACE_PARTS if faceparts is not None else None,
         class_names=recogniser.class_names,
+        method=cfg.attribution.method,
         metrics=_metrics(cfg, faceparts),
         metric_settings=MetricSettings.from_options(
             to_container(cfg.metric_options),

@@ -28,7 +28,7 @@ from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.faces import enrol_gallery, has_gallery
 from scout_exp.heads import ConfidenceHead, create_head
-from scout_exp.models import create_model, split_classifier
+from scout_exp.models import create_model, model_info, resolve_model_config, split_classifier
 from scout_exp.models.pickled_weights import load_pickled_weights
 from scout_exp.tasks.train import train
 from scout_exp.training.objectives import load_trained
@@ -135,6 +135,7 @@ def from_weights(model_cfg: dict[str, Any], head: ConfidenceHead) -> Recogniser:
     The identity count is ``kwargs.num_classes``, else the embedding size (``embedding``; the model
     then outputs descriptors and is its own embedder), else the rows of ``fc.weight`` in the weight file.
     """
+    model_cfg = resolve_model_config(model_cfg)
     kwargs = dict(model_cfg.get("kwargs") or {})
     zoo = model_cfg.get("zoo")
     source = str(kwargs.get("weights") or kwargs.get("weights_dir") or "")
@@ -142,7 +143,7 @@ def from_weights(model_cfg: dict[str, Any], head: ConfidenceHead) -> Recogniser:
         source = f"zoo:{zoo} ({weights_path(zoo)})"
     num_classes = kwargs.pop("num_classes", None) or model_cfg.get("embedding")
     if num_classes is None and kwargs.get("weights"):
-        num_classes = _classes_in_weight_file(str(kwargs["weights"]))
+        num_classes = _classes_in_weight_file(str(kwargs["weights"]), model_info(model_cfg["name"]).classifier)
     if num_classes is None:
         raise UserError(f"model {model_cfg['name']}: set +model.kwargs.num_classes=<identities of its weights>")
     model = create_model(model_cfg["name"], int(num_classes), **kwargs).eval()
@@ -158,11 +159,11 @@ def from_weights(model_cfg: dict[str, Any], head: ConfidenceHead) -> Recogniser:
     )
 
 
-def _classes_in_weight_file(path: str) -> int:
-    """Rows of ``fc.weight`` in a pickled ``{name: array}`` weight file (e.g. VGGFace2's 8,631)."""
-    fc = load_pickled_weights(path).get("fc.weight")
+def _classes_in_weight_file(path: str, classifier: str = "fc") -> int:
+    """Rows of ``<classifier>.weight`` in a pickled ``{name: array}`` weight file (e.g. VGGFace2's 8,631)."""
+    fc = load_pickled_weights(path).get(f"{classifier}.weight")
     if fc is None or fc.ndim != 2:
-        raise UserError(f"{path} has no 2-d fc.weight; set +model.kwargs.num_classes=<identities>")
+        raise UserError(f"{path} has no 2-d {classifier}.weight; set +model.kwargs.num_classes=<identities>")
     return int(fc.shape[0])
 
 
@@ -174,9 +175,13 @@ def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) 
     comes back as its own embedder, with the identities it never trained on.
     """
     module, _ = load_trained(path)
-    target_layer = module.hparams.get("target_layer")
-    spec = InputSpec.from_config(module.hparams.get("input_spec") or {})
     network = module.hparams.get("model_name")
+    # a checkpoint records what its config set; the backbone's registration fills what it left null
+    target_layer, spec_cfg = module.hparams.get("target_layer"), module.hparams.get("input_spec") or {}
+    if network is not None:
+        facts = resolve_model_config({"name": network, "input": spec_cfg, "target_layer": target_layer})
+        target_layer, spec_cfg = facts["target_layer"], facts["input"]
+    spec = InputSpec.from_config(spec_cfg)
     if hasattr(module, "unseen_identities"):
         if head.needs_training():
             raise UserError(f"{head.needs_training()}; {path} holds a face embedder")

@@ -20,6 +20,7 @@ from scout_exp.heads import create_head
 from scout_exp.io import save_json
 from scout_exp.manifest import run_manifest, stage
 from scout_exp.mirror import mirror_run
+from scout_exp.models import resolve_model_config
 from scout_exp.training.callbacks import TrainThroughput
 from scout_exp.training.figures import save_samples_figure
 from scout_exp.training.objectives import RecordObjective
@@ -47,7 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     with stage("setup"):
-        datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(cfg.model.input))
+        model_cfg = resolve_model_config(to_container(cfg.model))
+        datamodule = instantiate(cfg.data, input_spec=InputSpec.from_config(model_cfg["input"]))
         datamodule.setup("fit")
         module = build_module(cfg, datamodule.num_classes)
     loggers = instantiate_group(cfg.get("logger"))
@@ -126,8 +128,9 @@ def _interrupted(
 
 
 def build_module(cfg: DictConfig, num_classes: int) -> pl.LightningModule:
-    """The LightningModule of the chosen ``objective`` around the chosen ``model``."""
-    model_cfg = to_container(cfg.model)
+    """The LightningModule of the chosen ``objective`` around the chosen ``model`` (its registered facts
+    filled in where ``cfg.model`` leaves them null, :func:`scout_exp.models.resolve_model_config`)."""
+    model_cfg = resolve_model_config(to_container(cfg.model))
     options = {k: v for k, v in to_container(cfg.objective).items() if k != "name"}
     return instantiate(
         options,

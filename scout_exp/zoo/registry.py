@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from scout_exp.data.transforms import InputSpec
-from scout_exp.errors import UserError
+from scout_exp.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -42,28 +42,23 @@ FACE_DESCRIPTOR_INPUT = InputSpec(
 )
 """Preprocessing of the descriptor net: ``(x - mean) / 255`` on 0-255 RGB, 150x150 aligned crops."""
 
-_ENTRIES: dict[str, ZooEntry] = {}
+#: the catalogue; every module of scout_exp.zoo is imported on the first lookup (package discovery)
+_ENTRIES: Registry[ZooEntry] = Registry("pretrained model", package="scout_exp.zoo")
 
 
 def register_entry(entry: ZooEntry) -> ZooEntry:
-    """Add ``entry`` to the catalogue (names are unique)."""
-    if entry.name in _ENTRIES:
-        raise ValueError(f"zoo entry {entry.name!r} is registered twice")
-    _ENTRIES[entry.name] = entry
-    return entry
+    """Add ``entry`` to the catalogue; ValueError when its name is taken."""
+    return _ENTRIES.add(entry.name, entry)
 
 
 def list_entries() -> list[ZooEntry]:
     """All catalogue entries, sorted by name."""
-    return [_ENTRIES[name] for name in sorted(_ENTRIES)]
+    return [_ENTRIES[name] for name in _ENTRIES.names()]
 
 
 def get_entry(name: str) -> ZooEntry:
     """The entry called ``name``; unknown names are a :class:`UserError` listing the known ones."""
-    if name not in _ENTRIES:
-        known = ", ".join(sorted(_ENTRIES)) or "(none)"
-        raise UserError(f"unknown pretrained model {name!r}; choose one of: {known}")
-    return _ENTRIES[name]
+    return _ENTRIES.lookup(name)
 
 
 register_entry(
