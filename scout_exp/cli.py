@@ -38,6 +38,7 @@ from scout_exp.errors import Interrupted, UserError
 from scout_exp.io import save_json
 from scout_exp.manifest import reset as reset_manifest
 from scout_exp.manifest import save_manifest
+from scout_exp.plugins import import_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 Task = Callable[[DictConfig], dict[str, Any]]
@@ -192,6 +193,7 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
 def _run_task(task: Task, cfg: DictConfig, output_dir: Path) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        import_plugins(cfg.get("plugins") or [])
         check_target_types(cfg)
         summary = task(cfg)
     except Interrupted as err:  # the task saved its state and summary; a sweep stops here too

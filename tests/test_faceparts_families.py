@@ -7,7 +7,7 @@ import pytest
 
 from scout_exp.data.faceparts import FACE_PARTS, SALIENT_PARTS, SKIN_TONES, FaceParts, identity_codes
 from scout_exp.errors import UserError
-from scout_exp.explain.pairs import faceparts_pairs
+from scout_exp.explain.pairs import split_pairs
 
 
 @pytest.mark.parametrize("ks", [(1, 2, 3), (1,), (2, 2), (1, 1, 1, 1, 1)])
@@ -43,7 +43,7 @@ def test_bad_lookalikes() -> None:
 def test_pairs_are_lookalikes_with_their_parts_as_ground_truth() -> None:
     fp = FaceParts(num_identities=8, images_per_identity=6, difficulty=0.0)
     assert fp.lookalikes(0) == [1, 2, 3] and fp.lookalikes(2) == [0] and fp.lookalikes(5) == [4]
-    pairs = faceparts_pairs(fp, list(range(len(fp))), None)
+    pairs = split_pairs(fp, list(range(len(fp))), None)
     ks = [p.meta["k"] for p in pairs]
     assert set(ks) == {1, 2, 3}
     for p in pairs:

@@ -9,9 +9,9 @@ graph before the target layer and gets the gradients of all targets in one batch
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -194,14 +194,29 @@ def _detach_all(outputs: Any) -> Any:
 
 
 class BaseAttribution:
-    """A layer attribution method: :meth:`combine` turns activations and gradients into maps."""
+    """A layer attribution method: :meth:`combine` turns activations and gradients into maps.
+
+    Every method, layer or black box (:class:`scout_exp.attribution.blackbox.BlackBoxAttribution`),
+    is called the same way: ``method(x, targets)`` -> (B, T, h, w) maps, ``targets`` mapping a
+    model output batch to (N, T) scores whose row r belongs to sample r mod B. The class
+    attributes say what a caller may do beyond that call.
+    """
 
     name: str = "base"
-    uses_engine: bool = True  # combine() can be applied to a LayerGradients from this engine
+    #: combine() can be applied to a LayerGradients from this engine
+    uses_engine: ClassVar[bool] = True
+    #: the method reads a layer (``layer_name``/``layer``); False: it only calls the model (black box)
+    reads_layer: ClassVar[bool] = True
+    #: options ``mode=verify`` gives the method unless the user sets them (e.g. signed maps)
+    verification_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None) -> None:
         self.model = model
         self.layer_name, self.layer = resolve_layer(model, target_layer)
+
+    def describe(self) -> str:
+        """The method in words, for figure titles (e.g. ``gradcam at layer4``)."""
+        return f"{self.name} at {self.layer_name}"
 
     def combine(self, activations: Tensor, gradients: Tensor) -> Tensor:
         """(B, K, h, w) activations and (B, T, K, h, w) gradients -> (B, T, h, w) raw maps."""

@@ -38,7 +38,7 @@ from scout_exp.checkpoint import OBJECTIVE_KEY
 from scout_exp.config import CONFIG_DIR
 from scout_exp.data.datamodules import FacePartsDataModule
 from scout_exp.data.transforms import InputSpec, Preprocess
-from scout_exp.explain.pairs import PairDataset, faceparts_pairs
+from scout_exp.explain.pairs import PairDataset, split_pairs
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.models import resolve_model_config
 from scout_exp.training.module import ClassifierModule
@@ -117,8 +117,8 @@ def _engine_alone(model: ClassifierModule, pairs: int) -> float:
     """Seconds of ScoutExplainer.explain over the same pairs and batches as explain.py makes."""
     datamodule = FacePartsDataModule(**DATA, input_spec=None)
     datamodule.setup()
-    chosen = faceparts_pairs(datamodule.faceparts, datamodule.splits["val"].tolist(), pairs)
-    dataset = PairDataset(chosen, Preprocess(InputSpec.from_config(INPUT)), datamodule.faceparts)
+    chosen = split_pairs(datamodule.part_data, datamodule.splits["val"].tolist(), pairs)
+    dataset = PairDataset(chosen, Preprocess(InputSpec.from_config(INPUT)), datamodule.part_data)
     explainer = ScoutExplainer(model.model, "gradxact", "layer4", head="softmax")
     batches = list(DataLoader(dataset, batch_size=BATCH, shuffle=False))
     start = time.perf_counter()

@@ -25,11 +25,11 @@ import torchvision
 from scout_exp.data.faceparts import FACE_PARTS, FaceParts
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.explain.evaluation import pr_curve
-from scout_exp.explain.pairs import faceparts_pairs
+from scout_exp.explain.pairs import split_pairs
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.metrics import METRICS, MetricSettings, margin_fn, perturbation_curves, score_batch
 from scout_exp.metrics.parts import pr_curves
-from scout_exp.metrics.truth import faceparts_truth
+from scout_exp.metrics.truth import part_truth
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -53,7 +53,7 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
     fp = FaceParts(num_identities=20, images_per_identity=250)
-    chosen = faceparts_pairs(fp, list(range(0, 400)), pairs)
+    chosen = split_pairs(fp, list(range(0, 400)), pairs)
     preprocess = Preprocess(InputSpec(size=size))
     x = torch.stack([preprocess(fp.render(int(i)).image) for p in chosen for i in (p.image_1, p.image_2)])
     ya = torch.tensor([c for p in chosen for c in (p.class_1, p.class_2)])
@@ -67,7 +67,7 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     e, t_explain = _timed(lambda: explainer.explain(x, ya, yb))
     explain_forwards = counter.images
     truths = [
-        faceparts_truth(fp, int(i), int(c), (size, size), preprocess, interventions=True)
+        part_truth(fp, int(i), int(c), (size, size), preprocess, interventions=True)
         for p in chosen
         for i, c in ((p.image_1, p.class_2), (p.image_2, p.class_1))
     ]

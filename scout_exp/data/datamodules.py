@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from scout_exp.data.part_annotated import PartAnnotated
 from scout_exp.data.splits import carve_calibration, split_indices
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
@@ -53,6 +54,9 @@ class FaceDataModule(pl.LightningDataModule):
     ``train_dataloader`` serves). The val and test splits do not depend on it.
 
     Subclasses implement :meth:`build` returning the full dataset, its labels and class count.
+    A data set with part ground truth also sets ``part_data`` (None here) to its
+    :class:`scout_exp.data.part_annotated.PartAnnotated` object, whose indices are the dataset's:
+    that is what lets ``explain.py`` explain a split and score the part metrics.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class FaceDataModule(pl.LightningDataModule):
             raise UserError(f"data.fit_split must be train or calibration, not {fit_split!r}")
         self.fit_split = fit_split
         self.dataset: Dataset | None = None
+        self.part_data: PartAnnotated | None = None
         self.splits: dict[str, np.ndarray] = {}
         self.num_classes = 0
         self._resume_batches = 0
@@ -184,6 +189,7 @@ class FacePartsDataModule(FaceDataModule):
             seed=self.seed,
             lookalikes=tuple(lookalikes),
         )
+        self.part_data = self.faceparts
 
     def build(self) -> tuple[Dataset, np.ndarray, int]:
         from scout_exp.data.faceparts import FacePartsDataset

@@ -45,6 +45,7 @@ from scout_exp.data.faceparts_draw import (
     ellipse,
     part_ops,
 )
+from scout_exp.data.part_annotated import PartSample
 from scout_exp.errors import UserError
 
 __all__ = [
@@ -237,7 +238,14 @@ def _rotated_box(cx: float, cy: float, w: float, h: float, angle: float) -> np.n
 
 
 class FaceParts:
-    """The benchmark: ``num_identities * images_per_identity`` images, identity of i = i % N."""
+    """The benchmark: ``num_identities * images_per_identity`` images, identity of i = i % N.
+
+    A :class:`scout_exp.data.part_annotated.PartAnnotated` data set: its parts are ``FACE_PARTS``
+    (the occluder label is outside every part), with counterfactual renders.
+    """
+
+    part_names: tuple[str, ...] = FACE_PARTS
+    has_counterfactuals = True
 
     def __init__(
         self,
@@ -302,6 +310,23 @@ class FaceParts:
         """Parts whose variants differ between identities a and b (ground truth for explanations)."""
         ra, rb = self.codes[self._check_identity(a)], self.codes[self._check_identity(b)]
         return [p for p, va, vb in zip(FACE_PARTS, ra, rb) if va != vb]
+
+    def parts_differ(self, a: int, b: int) -> np.ndarray:
+        """(len(FACE_PARTS),) bool: which parts' variants differ between identities a and b."""
+        return self.codes[self._check_identity(a)] != self.codes[self._check_identity(b)]
+
+    def part_sample(self, index: int) -> PartSample:
+        """Image ``index`` (uint8 RGB) and its (H, W) int64 part map: indices into FACE_PARTS, -1 on
+        background and occluders."""
+        sample = self.render(index)
+        part_map = sample.parts.astype(np.int64) - 1
+        part_map[part_map >= len(FACE_PARTS)] = -1
+        return PartSample(sample.image, part_map)
+
+    def counterfactual(self, index: int, part: int, identity: int) -> np.ndarray:
+        """uint8 RGB image ``index`` with part ``FACE_PARTS[part]`` switched to ``identity``'s variant
+        (``render(index, swap=...)``: same pose, light, clutter and noise)."""
+        return self.render(index, swap={FACE_PARTS[part]: identity}).image
 
     def part_mask(self, sample: FaceSample, parts: Iterable[str]) -> np.ndarray:
         """Boolean (H, W) mask of the pixels where any of ``parts`` is visible."""

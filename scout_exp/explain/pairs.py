@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scout_exp.data.part_annotated import PartAnnotated
 from scout_exp.data.samples import is_sample
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
@@ -31,7 +33,7 @@ NO_CLASS = -1
 
 @dataclass
 class Pair:
-    """One pair to explain. Images are file paths, or FaceParts indices when ``faceparts`` is used."""
+    """One pair to explain. Images are file paths, or indices of a part-annotated data set (``part_data``)."""
 
     image_1: str | int
     image_2: str | int | None = None
@@ -45,18 +47,23 @@ class PairDataset(Dataset):
     """Preprocessed pairs for the predict loop: dict(x1, x2, has_2, class_1, class_2, index).
 
     ``align`` (a template of :mod:`scout_exp.data.align`, or None) aligns file images first. With
-    FaceParts the items also hold each image's (H, W) uint8 part labels (``parts_1``, ``parts_2``;
-    zeros without a second image), rendered with the image, so the metrics need no second render.
+    ``part_data`` (a :class:`PartAnnotated` data set; the pairs' images are its indices) the items
+    also hold each image's (H, W) int64 part map (``parts_1``, ``parts_2``; -1 everywhere without a
+    second image), rendered with the image, so the metrics need no second render.
     """
 
     def __init__(
-        self, pairs: Sequence[Pair], preprocess: Preprocess, faceparts: Any = None, align: str | None = None
+        self,
+        pairs: Sequence[Pair],
+        preprocess: Preprocess,
+        part_data: PartAnnotated | None = None,
+        align: str | None = None,
     ) -> None:
         if not pairs:
             raise UserError("nothing to explain: the list of pairs is empty")
         self.pairs = list(pairs)
         self.preprocess = preprocess
-        self.faceparts = faceparts
+        self.part_data = part_data
         self.faces = FaceLoader(align)
 
     def __len__(self) -> int:
@@ -70,13 +77,15 @@ class PairDataset(Dataset):
             "class_2": NO_CLASS if pair.class_2 is None else int(pair.class_2),
             "index": i,
         }
-        if self.faceparts is not None:
-            first = self.faceparts.render(int(pair.image_1))
-            second = self.faceparts.render(int(pair.image_2)) if pair.image_2 is not None else None
+        if self.part_data is not None:
+            first = self.part_data.part_sample(int(pair.image_1))
+            second = self.part_data.part_sample(int(pair.image_2)) if pair.image_2 is not None else None
             x1 = self.preprocess(first.image)
-            item["parts_1"] = torch.from_numpy(first.parts)
+            item["parts_1"] = torch.from_numpy(np.asarray(first.part_map, dtype=np.int64))
             item["parts_2"] = (
-                torch.from_numpy(second.parts) if second is not None else torch.zeros_like(item["parts_1"])
+                torch.from_numpy(np.asarray(second.part_map, dtype=np.int64))
+                if second is not None
+                else torch.full_like(item["parts_1"], -1)
             )
             x2 = self.preprocess(second.image) if second is not None else torch.zeros_like(x1)
         else:
@@ -126,32 +135,38 @@ def pairs_from_csv(path: str | Path) -> list[Pair]:
     return pairs
 
 
-def faceparts_pairs(faceparts: Any, indices: Sequence[int], limit: int | None) -> list[Pair]:
-    """Pairs of FaceParts samples with look-alike identities (the hardest to tell apart).
+def split_pairs(data: PartAnnotated, indices: Sequence[int], limit: int | None) -> list[Pair]:
+    """Pairs of look-alike identities (the hardest to tell apart) from the images ``indices`` of a split.
 
-    Each sample in ``indices`` is paired with a sample (from ``indices``) of one of its
-    look-alikes (``FaceParts.lookalikes``: for a family's root they are taken in turn, so every
-    k of ``lookalike_ks`` is explained), or, without look-alikes in the split, of the identity
-    nearest to its own in part variants. Class ids are the true identities and ``meta`` holds
-    the parts that really differ (the ground truth of the SCOUT protocol) and their number k.
+    Each of the first ``limit`` (None: all) images in ``indices`` (indices of ``data``) is paired with an
+    image (from ``indices``) of one of its look-alikes (``data.lookalikes``, taken in turn: on
+    FaceParts a family's root is explained against every k of ``lookalike_ks``), or, without
+    look-alikes in the split, of the identity differing from its own in the fewest parts. Class
+    ids are the true identities and ``meta`` holds the names of the parts that really differ (the
+    ground truth of the SCOUT protocol) and their number k. UserError for a split of fewer than
+    two identities.
     """
+
+    def differing(a: int, b: int) -> list[str]:
+        return [name for name, d in zip(data.part_names, data.parts_differ(a, b)) if d]
+
     by_identity: dict[int, list[int]] = {}
     for i in indices:
-        by_identity.setdefault(faceparts.identity_of(int(i)), []).append(int(i))
+        by_identity.setdefault(data.identity_of(int(i)), []).append(int(i))
     if len(by_identity) < 2:
         raise UserError("the split holds fewer than two identities; nothing to contrast")
     pairs = []
     turn: dict[int, int] = {}
     for n, i in enumerate(indices[: limit or len(indices)]):
-        a = faceparts.identity_of(int(i))
-        alikes = [b for b in faceparts.lookalikes(a) if b in by_identity]
+        a = data.identity_of(int(i))
+        alikes = [b for b in data.lookalikes(a) if b in by_identity]
         if alikes:
             b = alikes[turn.get(a, 0) % len(alikes)]
             turn[a] = turn.get(a, 0) + 1
         else:
-            b = min((len(faceparts.differing_parts(a, b)), b) for b in by_identity if b != a)[1]
+            b = min((len(differing(a, b)), b) for b in by_identity if b != a)[1]
         j = by_identity[b][n % len(by_identity[b])]
-        diff = faceparts.differing_parts(a, b)
+        diff = differing(a, b)
         pairs.append(Pair(int(i), j, a, b, name=f"pair_{n:03d}", meta={"discriminative_parts": diff, "k": len(diff)}))
     return pairs
 

@@ -25,7 +25,7 @@ from scout_exp.explain.scout import Explanation, ScoutExplainer
 from scout_exp.explain.segments import segment_by_area, segment_by_threshold
 from scout_exp.io import save_npz
 from scout_exp.metrics import MetricSettings, margin_fn, score_batch
-from scout_exp.metrics.truth import PartTruth, faceparts_truth
+from scout_exp.metrics.truth import PartTruth, part_truth
 from scout_exp.modes import frozen_eval
 
 
@@ -84,7 +84,7 @@ class ExplainModule(pl.LightningModule):
         metrics = self.settings.metrics
         figures = min(indices) < self.settings.max_figures
         truths = {}
-        if any(m in ("parts", "interventions") for m in metrics) or (figures and self.dataset.faceparts is not None):
+        if any(m in ("parts", "interventions") for m in metrics) or (figures and self.dataset.part_data is not None):
             truths = self._truths(x, explained, indices, rows, batch)
         scores = self._scores(x, explained, truths)
         return [
@@ -95,19 +95,19 @@ class ExplainModule(pl.LightningModule):
     def _truths(
         self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]], batch: dict[str, Any]
     ) -> dict[int, PartTruth]:
-        """FaceParts ground truth of every image (row of ``x``) against its counter class."""
+        """Part ground truth (``dataset.part_data``) of every image (row of ``x``) against its counter class."""
         truths = {}
         for b, (index, rs) in enumerate(zip(indices, rows)):
             pair = self.dataset.pairs[index]
             for side, r in enumerate(rs):
-                truths[r] = faceparts_truth(
-                    self.dataset.faceparts,
+                truths[r] = part_truth(
+                    self.dataset.part_data,
                     int(pair.image_1 if side == 0 else pair.image_2),
                     int(e.y_counter[r]),
                     tuple(x.shape[-2:]),
                     self.dataset.preprocess,
                     interventions="interventions" in self.settings.metrics,
-                    labels=batch[f"parts_{side + 1}"][b].cpu().numpy(),
+                    part_map=batch[f"parts_{side + 1}"][b].cpu().numpy(),
                 )
         return truths
 

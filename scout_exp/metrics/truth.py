@@ -1,4 +1,5 @@
-"""Ground truth of a FaceParts pair for the metrics: part map, differing parts and switched images."""
+"""Ground truth of a pair for the metrics, from a part-annotated data set: part map, differing parts and
+switched images."""
 
 from __future__ import annotations
 
@@ -10,48 +11,47 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scout_exp.data.faceparts import FACE_PARTS, FaceParts
+from scout_exp.data.part_annotated import PartAnnotated, require_counterfactuals
 
 
 @dataclass
 class PartTruth:
-    """One image's ground truth: (H, W) part indices into FACE_PARTS (-1: background/occluder),
-    (P,) bool differing parts, and part index -> (C, H, W) image with that part switched."""
+    """One image's ground truth: (H, W) int64 part indices into the data set's ``part_names`` (-1:
+    outside every part), (P,) bool differing parts, and part index -> (C, H, W) image with that part
+    switched."""
 
     part_map: Tensor
     discriminative: Tensor
     switched: dict[int, Tensor] = field(default_factory=dict)
 
 
-def faceparts_truth(
-    faceparts: FaceParts,
+def part_truth(
+    data: PartAnnotated,
     index: int,
     counter_identity: int,
     size: tuple[int, int],
     preprocess: Callable[[np.ndarray], Tensor] | None = None,
     interventions: bool = False,
-    labels: np.ndarray | None = None,
+    part_map: np.ndarray | None = None,
 ) -> PartTruth:
-    """Ground truth for explaining FaceParts image ``index`` against ``counter_identity``.
+    """Ground truth for explaining image ``index`` of ``data`` against ``counter_identity``.
 
-    ``labels``: the image's (H, W) part labels (``FaceSample.parts``) when already rendered, else
-    rendered here. The part map is brought to ``size`` (the explained tensor's H, W) with
+    ``part_map``: the image's (H, W) part map (``data.part_sample(index).part_map``) when already
+    rendered, else rendered here. It is brought to ``size`` (the explained tensor's H, W) with
     nearest-neighbour resizing. With ``interventions``, each differing part is switched to the
-    counter identity's variant by ``FaceParts.render(index, swap=...)`` (same pose, light, clutter)
-    and preprocessed.
+    counter identity's by ``data.counterfactual`` (same pose, light, clutter) and preprocessed;
+    UserError when ``data`` has no counterfactual renders.
     """
-    if labels is None:
-        labels = faceparts.render(int(index)).parts
-    if labels.shape != tuple(size):
-        labels = cv2.resize(labels, size[::-1], interpolation=cv2.INTER_NEAREST)
-    part_map = labels.astype(np.int64) - 1
-    part_map[part_map >= len(FACE_PARTS)] = -1
-    diff = faceparts.differing_parts(faceparts.identity_of(int(index)), int(counter_identity))
-    disc = torch.tensor([p in diff for p in FACE_PARTS])
+    if interventions:
+        require_counterfactuals(data, type(data).__name__)
+    if part_map is None:
+        part_map = data.part_sample(int(index)).part_map
+    part_map = np.asarray(part_map, dtype=np.int64)
+    if part_map.shape != tuple(size):  # cv2 resizes int32, not int64
+        part_map = cv2.resize(part_map.astype(np.int32), size[::-1], interpolation=cv2.INTER_NEAREST).astype(np.int64)
+    differ = np.asarray(data.parts_differ(data.identity_of(int(index)), int(counter_identity)), dtype=bool)
     switched = {}
     if interventions and preprocess is not None:
-        for p in diff:
-            switched[FACE_PARTS.index(p)] = preprocess(
-                faceparts.render(int(index), swap={p: int(counter_identity)}).image
-            )
-    return PartTruth(torch.from_numpy(part_map), disc, switched)
+        for k in np.flatnonzero(differ).tolist():
+            switched[k] = preprocess(data.counterfactual(int(index), k, int(counter_identity)))
+    return PartTruth(torch.from_numpy(part_map), torch.from_numpy(differ), switched)

@@ -15,8 +15,9 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
-from scout_exp.data.faceparts import FACE_PARTS
+from scout_exp.data.faceparts import FaceParts
 from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
+from scout_exp.data.part_annotated import PartAnnotated, require_counterfactuals
 from scout_exp.data.transforms import Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.figures import pr_chance, save_pr_figure
@@ -25,9 +26,9 @@ from scout_exp.explain.pairs import (
     Pair,
     PairDataset,
     check_classes,
-    faceparts_pairs,
     pairs_from_csv,
     pairs_from_images,
+    split_pairs,
 )
 from scout_exp.explain.predict import ExplainModule, ExplainSettings
 from scout_exp.explain.scout import ScoutExplainer
@@ -75,7 +76,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         dataset: Dataset = triplet_dataset(cfg, recogniser, preprocess)
     else:
         faceparts, pairs = select_pairs(cfg)
-        dataset = PairDataset(pairs, preprocess, faceparts, align=cfg.get("align"))
+        dataset = PairDataset(pairs, preprocess, part_data=faceparts, align=cfg.get("align"))
     if mode == "verify":
         module, summary = _verify_module(cfg, recogniser, dataset, out)
     else:
@@ -154,13 +155,13 @@ def _scout_module(
         threshold=cfg.segment.threshold,
         save_maps=cfg.save_maps,
         max_figures=cfg.max_figures,
-        part_names=FACE_PARTS if faceparts is not None else None,
+        part_names=faceparts.part_names if faceparts is not None else None,
         class_names=recogniser.class_names,
         method=cfg.attribution.method,
         metrics=_metrics(cfg, faceparts),
         metric_settings=MetricSettings.from_options(
             to_container(cfg.metric_options),
-            part_names=FACE_PARTS if faceparts is not None else (),
+            part_names=faceparts.part_names if faceparts is not None else (),
             area_fraction=cfg.segment.area_fraction,
         ),
     )
@@ -204,9 +205,9 @@ def _verify_module(
 def triplet_dataset(cfg: DictConfig, recogniser: Recogniser, preprocess: Preprocess) -> TripletDataset:
     """``max_pairs`` FaceParts triplets: of the identities the embedder never saw when it says so, else of ``split``."""
     datamodule = instantiate(cfg.data, input_spec=None)
-    faceparts = getattr(datamodule, "faceparts", None)
-    if faceparts is None:
-        raise UserError(f"pairs=triplets needs data=faceparts; {cfg.data._target_} has no parts to switch")
+    faceparts = datamodule.part_data
+    if not isinstance(faceparts, FaceParts):  # triplets switch FaceParts' inner facial parts (SWAP_PARTS)
+        raise UserError(f"pairs=triplets needs data=faceparts; {cfg.data._target_} has no FaceParts parts to switch")
     datamodule.setup()
     if recogniser.unseen_identities is not None:
         unseen = set(recogniser.unseen_identities)
@@ -294,8 +295,13 @@ def _metrics(cfg: DictConfig, faceparts: Any) -> tuple[str, ...]:
     return tuple(check_metrics(list(names), faceparts is not None, data))
 
 
-def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
-    """Pairs from ``images``, ``pairs`` (CSV) or ``split``; on FaceParts with none of them, the val split."""
+def select_pairs(cfg: DictConfig) -> tuple[PartAnnotated | None, list[Pair]]:
+    """Pairs from ``images``, ``pairs`` (CSV) or ``split``; on a part-annotated data set with none of them,
+    the val split. Also the datamodule's ``part_data`` when the pairs are of a split, else None.
+
+    UserError (one line) for a split of a data set without parts, or ``metrics`` with
+    ``interventions`` on one without counterfactual renders.
+    """
     images = list(cfg.images or [])
     if images and cfg.pairs:
         raise UserError("give either images=[...] or pairs=<csv>, not both")
@@ -306,10 +312,16 @@ def select_pairs(cfg: DictConfig) -> tuple[Any, list[Pair]]:
     datamodule = instantiate(cfg.data, input_spec=None)
     datamodule.setup()
     split = cfg.split or "val"
-    faceparts = getattr(datamodule, "faceparts", None)
+    part_data = datamodule.part_data
     indices = datamodule.splits.get(split)
     if indices is None:
         raise UserError(f"unknown split {split!r}; choose train, val or test")
-    if faceparts is None:
-        raise UserError(f"explaining a data split needs FaceParts here; for {cfg.data._target_} pass pairs=<csv>")
-    return faceparts, faceparts_pairs(faceparts, indices.tolist(), cfg.max_pairs)
+    if part_data is None:
+        raise UserError(
+            f"explaining a data split needs a part-annotated data set (e.g. data=faceparts); "
+            f"for {cfg.data._target_} pass pairs=<csv>"
+        )
+    metrics = cfg.get("metrics") or ()
+    if "interventions" in ([metrics] if isinstance(metrics, str) else metrics):
+        require_counterfactuals(part_data, str(cfg.data._target_))
+    return part_data, split_pairs(part_data, indices.tolist(), cfg.max_pairs)

@@ -1,5 +1,5 @@
-"""The one recogniser loader: a checkpoint, pretrained weights, or a FaceParts run trained on demand
-become the model, its confidence head and its input spec.
+"""The one recogniser loader: a checkpoint, pretrained weights, or a run on a part-annotated data set
+(e.g. FaceParts) trained on demand become the model, its confidence head and its input spec.
 
 An embedding network (model config ``embedding: <size>``, e.g. the face descriptor) or the pooled
 features of a classifier become a recogniser of identities with a gallery (config ``gallery``):
@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from scout_exp.config import compose_config, to_container
+from scout_exp.config import compose_config, instantiate, to_container
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.faces import enrol_gallery, has_gallery
@@ -35,7 +35,8 @@ from scout_exp.training.objectives import load_trained
 from scout_exp.zoo import weights_path
 
 log = logging.getLogger(__name__)
-#: FaceParts settings a checkpoint must share with the run that explains it
+#: data settings (FaceParts' names) a checkpoint must share with the run that explains it, besides the
+#: data set's ``_target_``; a data set without one of them matches on the others
 FACEPARTS_KEYS = ("num_identities", "images_per_identity", "image_size", "difficulty", "seed")
 #: groups of the explain command line that also shape a checkpoint trained on demand
 TRAIN_GROUPS = ("model", "data", "objective", "head", "trainer", "optimizer")
@@ -109,7 +110,8 @@ def features_of(model: nn.Module) -> nn.Module:
 
 
 def load_network(cfg: DictConfig, head: ConfidenceHead) -> Recogniser:
-    """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else a FaceParts run (trained if none)."""
+    """The checkpoint ``ckpt_path``; else the model's own or zoo weights; else, on a part-annotated data set
+    (a datamodule with ``part_data``, e.g. FaceParts), a run on it (trained if none)."""
     model_cfg = to_container(cfg.model)
     layer = cfg.attribution.get("layer")
     if cfg.ckpt_path:
@@ -121,12 +123,12 @@ def load_network(cfg: DictConfig, head: ConfidenceHead) -> Recogniser:
         if head.needs_training():
             raise UserError(f"{head.needs_training()}; pretrained weights hold none (pass ckpt_path=...)")
         return from_weights(model_cfg, head)
-    if "FacePartsDataModule" not in str(cfg.data.get("_target_")):
+    if instantiate(cfg.data, input_spec=None).part_data is None:
         raise UserError(
             "nothing to explain: pass ckpt_path=<train.py .ckpt> (or model.kwargs.weights=<file> "
             "for a pretrained backbone)"
         )
-    return from_checkpoint(find_or_train_faceparts(cfg), head, layer)
+    return from_checkpoint(find_or_train(cfg), head, layer)
 
 
 def from_weights(model_cfg: dict[str, Any], head: ConfidenceHead) -> Recogniser:
@@ -219,17 +221,18 @@ def warn_other_network(configured: str, network: str | None, checkpoint: Any) ->
         print(f"warning: {message}", file=sys.stderr)
 
 
-def find_or_train_faceparts(cfg: DictConfig) -> Path:
-    """The newest FaceParts checkpoint of this model, objective and head under the log dir; train one
-    in this process (the ``train`` task of train.py) if none."""
+def find_or_train(cfg: DictConfig) -> Path:
+    """The newest checkpoint of this model, objective and data set under the log dir; train one in this
+    process (the ``train`` task of train.py) if none."""
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
     if found is not None:
         log.info("explaining %s", found)
         return found
     log.warning(
-        "no FaceParts checkpoint of model=%s objective=%s under %s/train: training one (a few minutes)",
+        "no checkpoint of model=%s objective=%s on %s under %s/train: training one (a few minutes)",
         cfg.model.name,
         cfg.objective.name,
+        cfg.data._target_,
         cfg.paths.log_dir,
     )
     run_dir = Path(cfg.paths.log_dir) / "train" / "runs" / time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -245,7 +248,7 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
         f"logger={choices.get('logger') or 'none'}",
         f"paths.log_dir={cfg.paths.log_dir}",
         f"paths.output_dir={run_dir}",
-        *(f"data.{k}={cfg.data[k]}" for k in FACEPARTS_KEYS),
+        *(f"data.{k}={cfg.data[k]}" for k in FACEPARTS_KEYS if k in cfg.data),
     ]
     overrides = [o for o in overrides if o.split("=", 1)[0] not in keys] + forwarded
     summary = train(compose_config("train", overrides))
@@ -253,7 +256,7 @@ def find_or_train_faceparts(cfg: DictConfig) -> Path:
     found = newest_checkpoint(Path(cfg.paths.log_dir) / "train", cfg)
     if summary.get("status") != "ok" or found is None:
         raise UserError(
-            f"training a FaceParts classifier failed (python train.py {' '.join(overrides)}); "
+            f"training a classifier on {cfg.data._target_} failed (python train.py {' '.join(overrides)}); "
             "run it yourself and pass ckpt_path=..."
         )
     return found
@@ -265,7 +268,8 @@ def _override_key(override: str) -> str:
 
 
 def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
-    """Newest ``last.ckpt`` of a finished run whose model, objective and FaceParts settings match ``cfg``."""
+    """Newest ``last.ckpt`` of a finished run whose model, objective and data set (``_target_`` and
+    ``FACEPARTS_KEYS``) match ``cfg``."""
     candidates = []
     for summary in train_dir.glob("**/summary.json"):
         run = summary.parent
@@ -279,7 +283,7 @@ def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
         same = (
             other.model.name == cfg.model.name
             and other.get("objective", {}).get("name") == cfg.objective.name
-            and "FacePartsDataModule" in str(other.data.get("_target_"))
+            and other.data.get("_target_") == cfg.data.get("_target_")
             and all(other.data.get(k) == cfg.data.get(k) for k in FACEPARTS_KEYS)
         )
         if same:
