@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from scout_exp.plotting import pyplot
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -50,11 +52,9 @@ def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 

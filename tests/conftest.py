@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import subprocess as _subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# imported before torch: it records the warning filters torch and Lightning install on import
+from tests.in_process import needs_process, run_script, torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,6 +22,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "subprocess: runs an entry point as a real command (run_entry(..., subprocess=True))"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -26,8 +35,18 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
 
 
-def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python <script> overrides...`` as a user would, logs under ``cwd``."""
+def run_entry(
+    script: str, *overrides: str, cwd: Path, timeout: float = 600, subprocess: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python <script> overrides...`` as a user would, logs under ``cwd``.
+
+    In this process by default (:mod:`tests.in_process`: the script runs as ``__main__`` with
+    ``sys.argv``, environment and working directory set, its output captured, the process state
+    restored after), which saves the seconds a command spends importing torch and Lightning.
+    ``subprocess=True`` starts the real command (mark such tests ``@pytest.mark.subprocess``);
+    overrides a single process cannot run (a signal to itself, DDP; :func:`needs_process`) start
+    it too. ``timeout`` applies to a real command only.
+    """
     env = dict(
         os.environ,
         PROJECT_ROOT=str(ROOT),
@@ -36,8 +55,11 @@ def run_entry(script: str, *overrides: str, cwd: Path, timeout: float = 600) -> 
         HYDRA_FULL_ERROR="0",
         PYTHONUNBUFFERED="1",
     )
-    cmd = [sys.executable, str(ROOT / script), f"paths.log_dir={cwd}", *overrides]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    args = [f"paths.log_dir={cwd}", *overrides]
+    if not subprocess and needs_process(overrides) is None:
+        return run_script(ROOT / script, args, cwd=cwd, env=env)
+    cmd = [sys.executable, str(ROOT / script), *args]
+    return _subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 #: Overrides that make a FaceParts training run take seconds on a CPU.

@@ -162,10 +162,12 @@ def test_every_model_instantiates_with_its_registered_facts(option: str) -> None
 
 @pytest.mark.parametrize("option", _options("head") + _options("optimizer") + _options("attribution"))
 def test_every_head_optimizer_and_method_instantiates(option: str) -> None:
+    import inspect
+
     from omegaconf import OmegaConf
     from torchvision.models import resnet18
 
-    from scout_exp.attribution import create_attribution, list_attributions
+    from scout_exp.attribution import attribution_class, create_attribution, list_attributions
     from scout_exp.config import instantiate
     from scout_exp.heads import ConfidenceHead, create_head
 
@@ -175,6 +177,12 @@ def test_every_head_optimizer_and_method_instantiates(option: str) -> None:
         assert isinstance(create_head(cfg.head.name), ConfidenceHead)
     elif group == "optimizer":
         assert isinstance(instantiate(cfg.optimizer)(torch.nn.Linear(2, 2).parameters()), torch.optim.Optimizer)
-    elif cfg.attribution.method in list_attributions():  # black-box and adapter methods live elsewhere
+    elif cfg.attribution.method in list_attributions():  # adapter methods live elsewhere
         kwargs = OmegaConf.to_container(cfg.attribution.kwargs, resolve=True)
-        create_attribution(cfg.attribution.method, resnet18(num_classes=3), "layer4", **kwargs)
+        cls = attribution_class(cfg.attribution.method)
+        create_attribution(
+            cfg.attribution.method, resnet18(num_classes=3), "layer4" if cls.reads_layer else None, **kwargs
+        )
+        # the config restates the constructor's defaults: one source of truth for a method's options
+        defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+        assert kwargs == {k: defaults[k] for k in kwargs}, option

@@ -125,7 +125,7 @@ def test_explain_skips_failed_training_runs(trained: Path, tmp_path: Path) -> No
     from omegaconf import OmegaConf
 
     from scout_exp.cli import check_overrides
-    from scout_exp.tasks.recogniser import newest_checkpoint
+    from scout_exp.tasks.train_on_demand import newest_checkpoint
 
     cfg = check_overrides("explain", list(DATA))
     good = next(trained.glob("train/runs/*"))

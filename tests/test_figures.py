@@ -19,7 +19,7 @@ from scout_exp.explain.figures import (
 )
 from scout_exp.explain.metric_figures import draw_curve_figure
 from scout_exp.explain.predict import _score_text, differing_mask
-from scout_exp.explain.verification import draw_verification_figure
+from scout_exp.explain.verification_figures import draw_verification_figure
 from scout_exp.metrics.truth import PartTruth
 from scout_exp.sweeps.__main__ import main as sweeps_main
 from tests.conftest import TINY, run_dir, run_entry

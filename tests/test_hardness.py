@@ -290,7 +290,7 @@ def test_evaluate_confidence_scores_and_softmax_ece() -> None:
     assert m["ece_softmax"] == pytest.approx(0.5 * (1 - 0.9) + 0.5 * (0.7 - 0.0), rel=1e-5)
     assert m["auroc_softmax"] == pytest.approx(1.0) and m["auroc_easiness"] == pytest.approx(0.0)
     assert m["aurc_softmax"] == pytest.approx(0.25) and m["aurc_easiness"] == pytest.approx(0.75)
-    assert set(report.curves) == {"softmax", "max_logit", "certainty", "margin", "doctor", "easiness"}
+    assert set(report.curves) == {"softmax", "max_logit", "certainty", "prob_gap", "doctor", "easiness"}
     all_right = evaluate_confidence(probs.log(), torch.tensor([0, 0]))
     assert all_right.metrics["auroc_softmax"] is None and all_right.metrics["aurc_softmax"] == 0.0
 

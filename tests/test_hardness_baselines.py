@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scout_exp.hardness.baselines import BASELINES, baseline_scores, doctor_score, margin_score, max_logit_score
+from scout_exp.hardness.baselines import BASELINES, baseline_scores, doctor_score, max_logit_score, prob_gap_score
 from scout_exp.hardness.metrics import (
     aurc,
     bootstrap_ci,
@@ -42,13 +42,13 @@ def test_each_baseline_matches_a_hand_computation() -> None:
         assert scores["softmax"][i].item() == pytest.approx(top[0], rel=1e-6)
         assert scores["max_logit"][i].item() == pytest.approx(max(LOGITS[i].tolist()), rel=1e-6)
         assert scores["certainty"][i].item() == pytest.approx(1 - entropy / math.log(3), rel=1e-5)
-        assert scores["margin"][i].item() == pytest.approx(top[0] - top[1], rel=1e-6)
+        assert scores["prob_gap"][i].item() == pytest.approx(top[0] - top[1], rel=1e-6)
         assert scores["doctor"][i].item() == pytest.approx(sum(v * v for v in p), rel=1e-6)
     assert max_logit_score(LOGITS).tolist() == pytest.approx([2.0, 0.3, 3.0])
-    assert margin_score(torch.tensor([[0.0, 0.0]])).item() == pytest.approx(0.0)
+    assert prob_gap_score(torch.tensor([[0.0, 0.0]])).item() == pytest.approx(0.0)
     assert doctor_score(torch.zeros(1, 4)).item() == pytest.approx(0.25)  # uniform: 1/C, the least confident
     with pytest.raises(ValueError, match="2 classes"):
-        margin_score(torch.zeros(2, 1))
+        prob_gap_score(torch.zeros(2, 1))
 
 
 def test_fpr_at_95_tpr_hand_example() -> None:

@@ -73,7 +73,7 @@ def test_all_metrics_end_to_end(trained: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("metrics=[deletion,bogus]", "unknown metric 'bogus'; choose from: parts, interventions, deletion"),
+        ("metrics=[deletion,bogus]", "unknown metric 'bogus'; choose one of: deletion, insertion, interventions"),
         ("metrics=[road] metric_options.road_fractions=[0.5,1.0]", "road_fractions must be a non-empty list of shares"),
         ("metrics=[road] +metric_options.step=4", "unknown metric_options step; choose from:"),
         (

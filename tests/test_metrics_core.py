@@ -12,7 +12,7 @@ from torch import nn
 from scout_exp.errors import UserError
 from scout_exp.explain.evaluation import part_precision_recall
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area
-from scout_exp.metrics import METRICS, MetricSettings, check_metrics, margin_fn, perturbation_curves, score_batch
+from scout_exp.metrics import build_metrics, check_metrics, margin_fn, metric_names, perturbation_curves, score_batch
 from scout_exp.metrics.chance import centre_prior
 from scout_exp.metrics.parts import part_mass, pr_curves, segment_precision_recall, top_pixels
 from scout_exp.metrics.perturbation import baseline_images, batch_scores
@@ -104,20 +104,12 @@ def _scores(
         switched[i][0] = torch.where(pm[i] == 0, 0.2 * x[i], x[i])
         switched[i][1] = torch.where(pm[i] == 1, 1 - x[i], x[i])
     score = margin_fn(model, torch.tensor([0, 0]), torch.tensor([1, 1]))
-    settings = MetricSettings(
-        part_names=NAMES,
-        area_fraction=0.25,
-        steps=8,
-        deletion_baseline="zero",
-        insertion_baseline="zero",
-        chance_draws=4,
-        **(options or {}),
-    )
+    options = dict(area_fraction=0.25, steps=8, deletion_baseline="zero", insertion_baseline="zero") | (options or {})
     return score_batch(
-        metrics,
+        build_metrics(metrics, options),
         images=x,
         maps=maps,
-        settings=settings,
+        part_names=NAMES,
         score_fn=score,
         part_maps=pm,
         discriminative=disc,
@@ -231,11 +223,11 @@ def test_bootstrap_ci_against_scipy_and_summary() -> None:
 
 
 def test_bad_metric_names() -> None:
-    with pytest.raises(UserError, match="unknown metric 'bogus'; choose from: parts"):
+    with pytest.raises(UserError, match="unknown metric 'bogus'; choose one of: deletion, insertion, interventions"):
         check_metrics(["bogus"], True, "FaceParts")
-    with pytest.raises(UserError, match="'interventions' needs part annotations and pairs.csv has none"):
+    with pytest.raises(UserError, match=r"'interventions' needs part annotations and pairs.csv has none; .*FaceParts"):
         check_metrics(["deletion", "interventions"], False, "pairs.csv")
-    assert check_metrics(list(METRICS), True, "FaceParts") == list(METRICS)
+    assert check_metrics([*metric_names(), "parts"], True, "FaceParts") == metric_names()
 
 
 @pytest.mark.parametrize(
@@ -255,4 +247,4 @@ def test_bad_metric_names() -> None:
 )
 def test_bad_metric_options(options: dict[str, object], expected: str) -> None:
     with pytest.raises(UserError, match=expected):
-        MetricSettings.from_options(options, part_names=("face",))
+        build_metrics(metric_names(), options, area_fraction=0.1)

@@ -20,7 +20,8 @@ from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.errors import UserError
 from scout_exp.explain.faces import FaceLoader, enrol_gallery, gallery_images, jitter_matrix
 from scout_exp.explain.pairs import Pair, PairDataset, pairs_from_csv, pairs_from_images
-from scout_exp.explain.verification import VerificationExplainer, explain_pairs, pair_record
+from scout_exp.explain.verification import VerificationExplainer, pair_record
+from scout_exp.explain.verify_loop import explain_pairs
 from scout_exp.heads import create_head
 from scout_exp.io import save_image
 from scout_exp.tasks.recogniser import Recogniser
@@ -105,7 +106,7 @@ def test_verify_needs_two_images(tmp_path: Path) -> None:
     spec = InputSpec(size=8, mean=(0, 0, 0), std=(1, 1, 1))
     dataset = PairDataset([Pair(str(face), None, name="pair_000")], Preprocess(spec))
     with pytest.raises(UserError, match="two images per pair"):
-        explain_pairs(VerificationExplainer(FlatEmbedder(), "feat"), dataset, tmp_path)
+        explain_pairs(VerificationExplainer(FlatEmbedder(), "feat"), dataset)
 
 
 def test_verification_pairs_write_figure_maps_and_record(tmp_path: Path) -> None:
@@ -116,9 +117,11 @@ def test_verification_pairs_write_figure_maps_and_record(tmp_path: Path) -> None
     paths = [str(save_image(img, tmp_path / f"{n}.png")) for n, img in (("a", left), ("b", right))]
     spec = InputSpec(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     dataset = PairDataset(pairs_from_images(paths, []), Preprocess(spec))
-    (record,) = explain_pairs(
-        VerificationExplainer(FlatEmbedder(), "feat"), dataset, tmp_path, threshold=100.0, save_maps=True
-    )
+    (item,) = explain_pairs(VerificationExplainer(FlatEmbedder(), "feat"), dataset, threshold=100.0, save_maps=True)
+    assert sorted(item.files) == sorted([item.record["figure"], item.record["maps"]])
+    assert not (tmp_path / item.record["figure"]).exists()  # the record writer writes them
+    item.write_files(tmp_path)
+    record = item.record
     assert record["same_person"] is True and record["images"] == paths
     assert (tmp_path / record["figure"]).stat().st_size > 5000
     maps = np.load(tmp_path / record["maps"])
@@ -273,7 +276,7 @@ def test_real_faces_run(tmp_path: Path) -> None:
 
 
 def test_real_faces_without_weights_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from scout_exp.tasks.recogniser import load_recogniser
+    from scout_exp.tasks.recogniser_loader import load_recogniser
 
     monkeypatch.setenv("SCOUT_EXP_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(UserError, match=FETCH_HINT):
@@ -281,7 +284,7 @@ def test_real_faces_without_weights_says_how_to_fetch(tmp_path: Path, monkeypatc
 
 
 def test_embedding_model_without_gallery_is_refused() -> None:
-    from scout_exp.tasks.recogniser import load_recogniser
+    from scout_exp.tasks.recogniser_loader import load_recogniser
 
     _cached_weights()
     with pytest.raises(UserError, match="enrol a gallery"):

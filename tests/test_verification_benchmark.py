@@ -81,7 +81,10 @@ def test_benchmark_scores_an_embedder_that_reads_one_part(tmp_path: Path) -> Non
             mouth |= fp.part_mask(s, ["mouth"])
     dataset = TripletDataset(fp, triplets, Preprocess(SPEC))
     explainer = VerificationExplainer(OnePartEmbedder(mouth), "pixels", "gradxact")
-    records = explain_triplets(explainer, dataset, tmp_path, batch_size=4, max_figures=1)
+    predictions = explain_triplets(explainer, dataset, batch_size=4, max_figures=1)
+    for item in predictions:
+        item.write_files(tmp_path)
+    records = [item.record for item in predictions]
     summary = triplet_summary(records)
     assert summary["hit"] == 1.0 and summary["share"] > 0.6 > 5 * summary["chance_share"]
     assert (tmp_path / records[0]["figure"]).is_file() and "figure" not in records[1]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scout_exp.attribution.base import normalise, upsample
-from scout_exp.attribution.rise import rise_maps, rise_masks
+from scout_exp.attribution.rise import RISE, rise_masks
 from scout_exp.errors import UserError
 from scout_exp.explain.verification import VerificationExplainer, pair_record, side_record
 
@@ -106,8 +106,8 @@ def test_rise_needs_only_an_embed_function() -> None:
     probe = torch.randn(1, 3, 8, 8)
     e = VerificationExplainer(embed, None, "rise", masks=16, grid=2).explain(probe, probe.flip(-1))
     assert e.similar.shape == (2, 1, 8, 8) and (e.similar + e.different).sum() > 0
-    seen = rise_maps(lambda x, ids: x.sum(dim=(1, 2, 3)), probe, rise_masks(8, 2, 0.5, (8, 8)), 0.5)
-    assert seen.shape == (1, 8, 8)
+    seen = RISE(lambda x: x.sum(dim=(1, 2, 3)), masks=8, grid=2)(probe, lambda out: out)
+    assert seen.shape == (1, 1, 8, 8)
 
 
 def test_a_photo_against_itself_is_degenerate() -> None:
@@ -126,7 +126,7 @@ def test_bad_method_requests_are_one_line() -> None:
         VerificationExplainer(net, "feat", "rise")
     with pytest.raises(UserError, match="keep probability"):
         VerificationExplainer(net, None, "rise", keep=1.0)
-    with pytest.raises(UserError, match="use attribution=rise"):
+    with pytest.raises(UserError, match="use a black-box method: attribution=occlusion or attribution=rise"):
         VerificationExplainer(lambda x: x.flatten(1), None, "gradcam")
 
 

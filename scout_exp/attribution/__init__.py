@@ -1,6 +1,6 @@
-"""Layer attribution maps: the fast engine, the built-in methods and third-party adapters."""
+"""Attribution maps: the fast layer engine, the built-in layer and black-box methods, third-party adapters."""
 
-from scout_exp.attribution import gradcam, gradcampp, gradxact, hirescam, layercam, xgradcam  # noqa: F401
+from scout_exp.attribution import gradcam, gradcampp, gradxact, hirescam, layercam, occlusion, rise, xgradcam  # noqa: F401
 from scout_exp.attribution.base import (
     BaseAttribution,
     LayerGradients,
@@ -11,11 +11,14 @@ from scout_exp.attribution.base import (
     resolve_layer,
     upsample,
 )
-from scout_exp.attribution.registry import create_attribution
+from scout_exp.attribution.blackbox import BlackBoxAttribution
+from scout_exp.attribution.registry import attribution_class, create_attribution
 
 __all__ = [
     "BaseAttribution",
+    "BlackBoxAttribution",
     "LayerGradients",
+    "attribution_class",
     "create_attribution",
     "layer_gradients",
     "list_attributions",

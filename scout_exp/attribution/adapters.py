@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from scout_exp.attribution.base import BaseAttribution, TargetFn, check_feature_map
 from scout_exp.errors import UserError
+from scout_exp.modes import frozen_eval
 
 
 def pgc_class_names() -> list[str]:
@@ -125,27 +126,24 @@ class PgcAttribution(BaseAttribution):
 
         ``targets`` must be row-wise (see :class:`_SampleTarget`)."""
         model, layer = self._float_model()
-        modes = [(m, m.training) for m in model.modules()]
-        saved = [(p, p.grad) for p in model.parameters()]
+        saved = [(p, p.grad) for p in model.parameters()]  # pytorch-grad-cam's zero_grad clears them
         flat = _FlatOutput(model)
         cam = None
         try:
-            cam = self.cam_class(flat, [layer], **self.cam_kwargs)
-            model.eval()
-            x_in = _grad_input(x.float() if model is not self.model else x)
-            n_targets = _n_targets(targets(_checked_forward(model, layer, self.layer_name, x_in)))
-            maps = []
-            for t in range(n_targets):
-                pgc_targets = [_SampleTarget(targets, flat, x.shape[0], i, t) for i in range(x.shape[0])]
-                with grad_enabled():
-                    maps.append(torch.from_numpy(cam(input_tensor=x_in, targets=pgc_targets)))
+            with frozen_eval(model):
+                cam = self.cam_class(flat, [layer], **self.cam_kwargs)
+                x_in = _grad_input(x.float() if model is not self.model else x)
+                n_targets = _n_targets(targets(_checked_forward(model, layer, self.layer_name, x_in)))
+                maps = []
+                for t in range(n_targets):
+                    pgc_targets = [_SampleTarget(targets, flat, x.shape[0], i, t) for i in range(x.shape[0])]
+                    with grad_enabled():
+                        maps.append(torch.from_numpy(cam(input_tensor=x_in, targets=pgc_targets)))
         finally:
             if cam is not None:
                 cam.activations_and_grads.release()
             for p, grad in saved:
                 p.grad = grad
-            for m, mode in modes:
-                m.training = mode
         return torch.stack(maps, dim=1).to(x.device)
 
     def _float_model(self) -> tuple[nn.Module, nn.Module]:
@@ -181,10 +179,8 @@ class CaptumAttribution(BaseAttribution):
 
     def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:
         """(B, T, h, w) signed Captum attributions at the layer, one ``attribute`` call per target."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
         x_in = _grad_input(x)
-        try:
+        with frozen_eval(self.model):
             n_targets = _n_targets(targets(_checked_forward(self.model, self.layer, self.layer_name, x_in)))
             method = self.method_class(lambda inp: _as_2d(targets(self.model(inp))), self.layer)
             maps = []
@@ -194,9 +190,6 @@ class CaptumAttribution(BaseAttribution):
                 if isinstance(attr, (tuple, list)):
                     attr = attr[0]
                 maps.append(attr.detach().sum(dim=1))
-        finally:
-            for m, mode in modes:
-                m.training = mode
         return torch.stack(maps, dim=1)
 
 

@@ -15,8 +15,11 @@ NEGATIVE_FLOOR = 1e-7
 class GradXAct(BaseAttribution):
     """``a_ij = sum_k (dq/df_kij) f_kij`` (SCOUT Eq. 10); negatives set to 1e-7 like the official code.
 
-    With ``clamp_negative=False`` the signed map is returned.
+    With ``clamp_negative=False`` the signed map is returned; ``mode=verify`` asks for it (its
+    different evidence is the negative part).
     """
+
+    verification_options = {"clamp_negative": False}
 
     def __init__(
         self,

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
-from scout_exp.attribution.adapters import create_adapter
+from scout_exp.attribution.adapters import CaptumAttribution, PgcAttribution, create_adapter
 from scout_exp.attribution.base import ATTRIBUTIONS, BaseAttribution
 from scout_exp.errors import UserError
 
 
+def attribution_class(name: str) -> type[BaseAttribution]:
+    """The class :func:`create_attribution` builds for ``name``; its class attributes say what the
+    method needs (``reads_layer``, ``uses_engine``, ``verification_options``). UserError if unknown."""
+    if name.startswith("pgc:"):
+        return PgcAttribution
+    if name.startswith("captum:"):
+        return CaptumAttribution
+    return ATTRIBUTIONS.lookup(name)
+
+
+def black_box_methods() -> list[str]:
+    """Names of the registered methods that read no layer (they only call the model)."""
+    return [name for name in ATTRIBUTIONS.names() if not ATTRIBUTIONS.lookup(name).reads_layer]
+
+
 def create_attribution(
-    name: str, model: nn.Module, target_layer: str | nn.Module | None = None, **kwargs: Any
+    name: str, model: nn.Module | Callable[[Tensor], Any], target_layer: str | nn.Module | None = None, **kwargs: Any
 ) -> BaseAttribution:
     """Build attribution ``name`` (registered, ``pgc:<Class>`` or ``captum:<Method>``) for ``model``.
 
-    ``kwargs`` are the method's options (``attribution.kwargs`` in the config). Raises UserError for
-    an unknown name.
+    ``model`` may be a plain callable for a black-box method (``reads_layer`` False). ``kwargs`` are
+    the method's options (``attribution.kwargs`` in the config). Raises UserError for an unknown
+    name or option.
     """
     if name.startswith(("pgc:", "captum:")):
         return create_adapter(name, model, target_layer, **kwargs)

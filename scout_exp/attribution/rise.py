@@ -19,27 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from scout_exp.attribution.base import register_attribution
+from scout_exp.attribution.blackbox import BlackBoxAttribution
 from scout_exp.errors import UserError
-
-#: scores of masked copies: (n, C, H, W) masked images and (n,) sample ids -> (n,) scores
-ScoreFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def check_rise_settings(masks: int, grid: int, keep: float, batch_size: int) -> None:
-    """One-line errors for settings RISE cannot use."""
-    if masks < 2:
-        raise UserError(f"rise needs at least 2 masks (attribution.kwargs.masks), got {masks}")
-    if grid < 1:
-        raise UserError(f"rise's mask grid (attribution.kwargs.grid) must be >= 1 cell, got {grid}")
-    if not 0 < keep < 1:
-        raise UserError(f"rise's keep probability (attribution.kwargs.keep) must be in (0, 1), got {keep}")
-    if batch_size < 1:
-        raise UserError(f"rise's batch_size must be >= 1, got {batch_size}")
 
 
 def rise_masks(
@@ -57,21 +45,43 @@ def rise_masks(
     return up[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]]
 
 
-def rise_maps(score_fn: ScoreFn, images: Tensor, masks: Tensor, keep: float, batch_size: int = 64) -> Tensor:
-    """Mean-centred RISE maps (B, H, W) of ``images`` (B, C, H, W) with ``masks`` (N, H, W) (module docstring).
+@register_attribution("rise")
+class RISE(BlackBoxAttribution):
+    """RISE maps (module docstring) of every target, from ``masks`` random masks of ``seed``.
 
-    ``score_fn`` is called on at most ``batch_size`` masked images at a time, with the id of the
-    sample each copy comes from, and runs under ``torch.no_grad``.
+    Options: ``masks`` (N >= 2), ``grid`` (cells per side, >= 1), ``keep`` (p in (0, 1)),
+    ``batch_size`` (masked images per forward) and ``seed`` (the same masks for every image and
+    every call). Bad values are one-line UserErrors.
     """
-    b, n = images.shape[0], masks.shape[0]
-    masks = masks.to(images.device, images.dtype)
-    scores = torch.empty(b * n, device=images.device, dtype=images.dtype)
-    with torch.no_grad():
-        for start in range(0, b * n, batch_size):
-            k = torch.arange(start, min(start + batch_size, b * n), device=images.device)
-            sample, mask = k // n, k % n
-            s = score_fn(images[sample] * masks[mask][:, None], sample)
-            scores[k] = s.reshape(-1).to(scores.dtype)
-    scores = scores.reshape(b, n)
-    centred = scores - scores.mean(dim=1, keepdim=True)
-    return torch.einsum("bn,nhw->bhw", centred, masks) / (n * keep)
+
+    def __init__(
+        self,
+        model: Callable[[Tensor], Any],
+        target_layer: str | nn.Module | None = None,
+        masks: int = 1000,
+        grid: int = 7,
+        keep: float = 0.5,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        if masks < 2:
+            raise UserError(f"rise needs at least 2 masks (attribution.kwargs.masks), got {masks}")
+        if grid < 1:
+            raise UserError(f"rise's mask grid (attribution.kwargs.grid) must be >= 1 cell, got {grid}")
+        if not 0 < keep < 1:
+            raise UserError(f"rise's keep probability (attribution.kwargs.keep) must be in (0, 1), got {keep}")
+        super().__init__(model, target_layer, batch_size)
+        self.n_masks, self.grid, self.keep, self.seed = int(masks), int(grid), float(keep), int(seed)
+
+    def describe(self) -> str:
+        """E.g. ``RISE (1000 masks, grid 7, keep 0.5)``."""
+        return f"RISE ({self.n_masks} masks, grid {self.grid}, keep {self.keep})"
+
+    def masks(self, size: tuple[int, int]) -> Tensor:
+        """The (N, H, W) masks of :func:`rise_masks`, drawn from ``seed`` on every call."""
+        return rise_masks(self.n_masks, self.grid, self.keep, size, torch.Generator().manual_seed(self.seed))
+
+    def estimate(self, scores: Tensor, masks: Tensor, unmasked: Tensor) -> Tensor:
+        """Mean-centred RISE maps: (B, T, N) scores and (N, H, W) masks -> (B, T, H, W) (module docstring)."""
+        centred = scores - scores.mean(dim=-1, keepdim=True)
+        return torch.einsum("btn,nhw->bthw", centred, masks) / (masks.shape[0] * self.keep)

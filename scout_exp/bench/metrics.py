@@ -27,7 +27,8 @@ from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.explain.evaluation import pr_curve
 from scout_exp.explain.pairs import split_pairs
 from scout_exp.explain.scout import ScoutExplainer
-from scout_exp.metrics import METRICS, MetricSettings, margin_fn, perturbation_curves, score_batch
+from scout_exp.metrics import build_metrics, margin_fn, metric_names, perturbation_curves, score_batch
+from scout_exp.metrics.options import PartOptions
 from scout_exp.metrics.parts import pr_curves
 from scout_exp.metrics.truth import part_truth
 
@@ -74,7 +75,7 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     kw = dict(
         images=x,
         maps=e.discriminant,
-        settings=MetricSettings(part_names=FACE_PARTS),
+        part_names=FACE_PARTS,
         score_fn=margin_fn(model, ya, yb),
         part_maps=torch.stack([t.part_map for t in truths]),
         discriminative=torch.stack([t.discriminative for t in truths]),
@@ -89,16 +90,17 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
         "explain_pairs_per_s": round(pairs / t_explain, 2),
         "explain_forwards_per_image": round(explain_forwards / len(x), 2),
     }
-    for metric in METRICS:
+    metrics = metric_names()
+    for metric in metrics:
         counter.images = 0
-        _, t = _timed(lambda m=metric: score_batch([m], **kw))
+        _, t = _timed(lambda m=metric: score_batch(build_metrics([m], {}), **kw))
         result[f"{metric}_pairs_per_s"] = round(pairs / t, 2)
         result[f"{metric}_time_over_explain"] = round(t / t_explain, 2)
         result[f"{metric}_forwards_per_image"] = round(counter.images / len(x), 2)
-    result["all_metrics_time_over_explain"] = round(sum(result[f"{m}_time_over_explain"] for m in METRICS), 2)
+    result["all_metrics_time_over_explain"] = round(sum(result[f"{m}_time_over_explain"] for m in metrics), 2)
 
     # PR curve: one sort against 100 resize + sort + part counts per image
-    _, t_new = _timed(lambda: pr_curves(kw["maps"], kw["part_maps"], kw["discriminative"], MetricSettings().fractions))
+    _, t_new = _timed(lambda: pr_curves(kw["maps"], kw["part_maps"], kw["discriminative"], PartOptions().fractions))
     _, t_old = _timed(
         lambda: [
             pr_curve(

@@ -11,24 +11,21 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from scout_exp.data.faceparts import LANDMARK_NAMES, PART_NAMES, FaceParts  # noqa: E402
-from scout_exp.errors import UserError, exit_on_user_error  # noqa: E402
-from scout_exp.io import save_figure  # noqa: E402
+from scout_exp.data.faceparts import LANDMARK_NAMES, PART_NAMES, FaceParts
+from scout_exp.errors import UserError, exit_on_user_error
+from scout_exp.io import save_figure
+from scout_exp.plotting import pyplot
 
 _LANDMARK_COLOURS = ("cyan", "magenta", "yellow", "lime", "orange")
 
 
 def part_colours() -> np.ndarray:
     """RGB colours (len(PART_NAMES) + 1, 3) in [0, 1]: black background, then one per part."""
-    table = plt.get_cmap("tab20")(np.linspace(0, 1, 20))[:, :3]
+    table = pyplot().get_cmap("tab20")(np.linspace(0, 1, 20))[:, :3]
     return np.concatenate([[[0.0, 0.0, 0.0]], table[: len(PART_NAMES)]])
 
 
@@ -39,7 +36,7 @@ def save_sample_grid(path: str | os.PathLike[str], faceparts: FaceParts, indices
         raise UserError("no sample indices to draw; pass at least one index")
     cols = min(4, len(indices))
     rows = math.ceil(len(indices) / cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(3.0 * cols, 1.65 * rows + 0.9), squeeze=False)
+    fig, axes = pyplot().subplots(rows, 2 * cols, figsize=(3.0 * cols, 1.65 * rows + 0.9), squeeze=False)
     cmap = ListedColormap(part_colours())
     for ax in axes.ravel():
         ax.axis("off")

@@ -1,7 +1,10 @@
-"""Figures of the explanation metrics: mean deletion/insertion/ROAD curves, part effect against attribution mass.
+"""Figures of the explanation metrics: the mean curve of every curve metric, part effect against attribution mass.
 
-Each curve has its chance line: the mean curve of the random maps (``<metric>_random_curve`` of
-the records, dashed, same colour) and of the centre prior when it was run (dotted). Drawn with
+The metrics declare their figure (``Metric.figure``, :mod:`scout_exp.metrics.base`): a
+:class:`scout_exp.metrics.base.Curve` (deletion, insertion, ROAD, a plug-in's) is drawn in
+``perturbation_curves.png``, ``"part_effects"`` (interventions) is the scatter. Each curve has
+its chance line: the mean curve of the random maps (``<metric>_random_curve`` of the records,
+dashed, same colour) and of the centre prior when it was run (dotted). Drawn with
 matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`, no pyplot state).
 """
 
@@ -16,17 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from scout_exp.explain.figures import save_png
-from scout_exp.metrics.road import FRACTIONS
+from scout_exp.metrics import Curve, Metric
+from scout_exp.metrics.catalogue import metric_classes
 
-#: chance maps whose mean curve is drawn with each metric's curve: record key infix, label, line style
-CHANCE_LINES = (("random", "random map", "--"), ("centre", "centre prior", ":"))
-
-#: legend of each curve: its mean score, the random map's, and which direction is good
-LABELS = {
-    "deletion": "deletion: AUC {value:.2f}\n(random map {chance:.2f}; lower is better)",
-    "insertion": "insertion: AUC {value:.2f}\n(random map {chance:.2f}; higher is better)",
-    "road": "ROAD, most relevant first:\nmean {value:.2f} (random map {chance:.2f};\nlower is better)",
-}
+#: line style of each chance map's mean curve (others: dash-dot)
+CHANCE_STYLES = {"random": "--", "centre": ":"}
 
 
 def _items(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,32 +37,40 @@ def _figure(width: float, height: float) -> tuple[Figure, Any]:
 
 
 def draw_curve_figure(
-    records: Sequence[dict[str, Any]], road_fractions: Sequence[float] = FRACTIONS, title: str = ""
+    records: Sequence[dict[str, Any]], metrics: Sequence[Metric] = (), title: str = ""
 ) -> Figure | None:
-    """Mean deletion / insertion / ROAD curves of the records with their chance lines; None without curves.
+    """Mean curve of every :class:`Curve` metric in the records, with its chance lines; None without curves.
 
     ``records``: per-pair records (``image_1`` / ``image_2`` items holding ``<metric>_curve``,
-    ``<metric>_auc``, ``chance_<map>_<metric>_auc`` and ``<metric>_<map>_curve``). ``title``
-    names the run (method, layer, variant).
+    ``<metric>_auc``, ``chance_<map>_<metric>_auc`` and ``<metric>_<map>_curve``). ``metrics``: the
+    built metrics of the run, whose options give a curve's x values (``Curve.x_option``; a metric
+    not among them: its default options). ``title`` names the run (method, layer, variant). Each
+    registered curve metric keeps its colour whichever run together.
     """
     items = _items(records)
-    curves = {m: [i[f"{m}_curve"] for i in items if f"{m}_curve" in i] for m in ("deletion", "insertion", "road")}
+    built = {m.name: m for m in metrics}
+    kinds = [cls for cls in metric_classes() if isinstance(cls.figure, Curve)]
+    curves = {cls.name: [i[f"{cls.name}_curve"] for i in items if f"{cls.name}_curve" in i] for cls in kinds}
     if not any(curves.values()):
         return None
     fig, ax = _figure(7.2, 3.6)
-    for n, (mode, rows) in enumerate(curves.items()):
+    for n, cls in enumerate(kinds):
+        mode, rows, curve = cls.name, curves[cls.name], cls.figure
+        assert isinstance(curve, Curve)
         if not rows:
             continue
         c = np.array(rows, dtype=float)
-        x = np.asarray(road_fractions) if mode == "road" else np.linspace(0, 1, c.shape[1])
+        options = built[mode].options if mode in built else cls.Options()
+        x = np.asarray(getattr(options, curve.x_option)) if curve.x_option else np.linspace(0, 1, c.shape[1])
         value = np.nanmean([i[f"{mode}_auc"] for i in items if i.get(f"{mode}_auc") is not None])
         chance = np.nanmean(
             [i[f"chance_random_{mode}_auc"] for i in items if i.get(f"chance_random_{mode}_auc") is not None]
             or [np.nan]
         )
-        label = LABELS[mode].format(value=value, chance=chance)
-        ax.plot(x, np.nanmean(c, 0), "o-" if mode == "road" else "-", ms=3, color=f"C{n}", label=label)
-        for key, name, style in CHANCE_LINES:
+        label = curve.label.format(value=value, chance=chance)
+        ax.plot(x, np.nanmean(c, 0), curve.style, ms=3, color=f"C{n}", label=label)
+        for key, name in cls.chance.items():
+            style = CHANCE_STYLES.get(key, "-.")
             chance_rows = [i[f"{mode}_{key}_curve"] for i in items if f"{mode}_{key}_curve" in i]
             if chance_rows:
                 aucs = [v for i in items if (v := i.get(f"chance_{key}_{mode}_auc")) is not None]
@@ -89,24 +94,20 @@ def draw_curve_figure(
 
 
 def save_metric_figures(
-    folder: Path,
-    records: Sequence[dict[str, Any]],
-    metrics: Sequence[str],
-    road_fractions: Sequence[float] = FRACTIONS,
-    title: str = "",
+    folder: Path, records: Sequence[dict[str, Any]], metrics: Sequence[Metric], title: str = ""
 ) -> list[str]:
-    """Write the figures the chosen metrics have; returns their names relative to the run folder.
-
-    ``road_fractions``: the removal fractions the ``road_curve`` values were taken at; ``title``:
-    what was explained (method, layer, variant), written on every figure.
+    """Write the figures the chosen ``metrics`` (built, with their options) declare; returns their
+    names relative to the run folder. ``title``: what was explained (method, layer, variant),
+    written on every figure.
     """
     items, names = _items(records), []
-    fig = draw_curve_figure(records, road_fractions, title)
+    figures = {m.figure if isinstance(m.figure, str) else "curve" for m in metrics if m.figure is not None}
+    fig = draw_curve_figure(records, metrics, title) if "curve" in figures else None
     if fig is not None:
         save_png(fig, folder / "perturbation_curves.png", dpi=120)
         names.append("figures/perturbation_curves.png")
     pts = [(i["part_mass"].get(p, 0.0), d) for i in items if "part_effects" in i for p, d in i["part_effects"].items()]
-    if pts:
+    if pts and "part_effects" in figures:
         fig, ax = _figure(4.5, 3.6)
         m, d = np.array(pts).T
         ax.scatter(m, d, s=8, alpha=0.6)

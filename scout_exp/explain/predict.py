@@ -1,7 +1,8 @@
 """Lightning predict loop over pairs: explanations, figures and raw maps for every pair, on every device.
 
 ``predict_step`` turns an :class:`Explanation` of a batch into one JSON-ready record per pair and
-returns ``(dataset index, record)`` pairs for :class:`scout_exp.explain.writer.RecordWriter`.
+returns them as a list of :class:`scout_exp.explain.writer.Prediction`, with the pair figure and raw maps
+they ask for, which :class:`scout_exp.explain.writer.RecordWriter` writes.
 Explanation-quality metrics (``ExplainSettings.metrics``) are scored for the whole batch at once by
 :func:`scout_exp.metrics.score_batch` and their per-image fields merged into the records.
 """
@@ -9,7 +10,7 @@ Explanation-quality metrics (``ExplainSettings.metrics``) are scored for the who
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
@@ -21,10 +22,11 @@ from scout_exp.attribution.base import upsample, zero_degenerate
 from scout_exp.explain.evaluation import part_iou
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
-from scout_exp.explain.scout import Explanation, ScoutExplainer
+from scout_exp.explain.scout import Explanation, ScoutExplainer, default_classes
 from scout_exp.explain.segments import segment_by_area, segment_by_threshold
+from scout_exp.explain.writer import Prediction
 from scout_exp.io import save_npz
-from scout_exp.metrics import MetricSettings, margin_fn, score_batch
+from scout_exp.metrics import Metric, margin_fn, score_batch
 from scout_exp.metrics.truth import PartTruth, part_truth
 from scout_exp.modes import frozen_eval
 
@@ -33,7 +35,6 @@ from scout_exp.modes import frozen_eval
 class ExplainSettings:
     """Per-run choices: segment rule, outputs, and the FaceParts ground truth when there is one."""
 
-    out_dir: Path
     area_fraction: float = 0.1
     threshold: float | None = None
     save_maps: bool = False
@@ -41,8 +42,11 @@ class ExplainSettings:
     part_names: tuple[str, ...] | None = None
     class_names: list[str] | None = None  # identity names (a gallery), for records and figure labels
     method: str = ""  # attribution method as configured, for figure titles ("": the attribution's name)
-    metrics: tuple[str, ...] = ()  # scout_exp.metrics.METRICS to score (parts: needs FaceParts)
-    metric_settings: MetricSettings | None = None
+    metrics: tuple[Metric, ...] = ()  # built metrics (scout_exp.metrics.build_metrics) to score
+
+    def needs(self, need: str) -> bool:
+        """Whether a chosen metric needs ``need`` (``parts``, ``interventions``, ``model``: ``Metric.needs``)."""
+        return any(need in m.needs for m in self.metrics)
 
 
 class ExplainModule(pl.LightningModule):
@@ -56,7 +60,7 @@ class ExplainModule(pl.LightningModule):
         self.dataset = dataset
         self.settings = settings
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[tuple[int, dict[str, Any]]]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[Prediction]:
         x1, x2, has_2 = batch["x1"], batch["x2"], batch["has_2"].bool()
         c1, c2 = self._default_classes(x1, x2, has_2, batch["class_1"].clone(), batch["class_2"].clone())
         x = torch.cat([x1, x2[has_2]])
@@ -81,14 +85,13 @@ class ExplainModule(pl.LightningModule):
             segments = segment_by_threshold(discriminant, self.settings.threshold)
         second = torch.cumsum(has_2.long(), 0) - 1 + x1.shape[0]
         rows = [[b] + ([int(second[b])] if has_2[b] else []) for b in range(x1.shape[0])]
-        metrics = self.settings.metrics
         figures = min(indices) < self.settings.max_figures
         truths = {}
-        if any(m in ("parts", "interventions") for m in metrics) or (figures and self.dataset.part_data is not None):
+        if self.settings.needs("parts") or (figures and self.dataset.part_data is not None):
             truths = self._truths(x, explained, indices, rows, batch)
         scores = self._scores(x, explained, truths)
         return [
-            (index, self._record(index, rows[b], x, explained, maps, segments, scores, degenerate, truths))
+            self._record(index, rows[b], x, explained, maps, segments, scores, degenerate, truths)
             for b, index in enumerate(indices)
         ]
 
@@ -106,24 +109,24 @@ class ExplainModule(pl.LightningModule):
                     int(e.y_counter[r]),
                     tuple(x.shape[-2:]),
                     self.dataset.preprocess,
-                    interventions="interventions" in self.settings.metrics,
+                    interventions=self.settings.needs("interventions"),
                     part_map=batch[f"parts_{side + 1}"][b].cpu().numpy(),
                 )
         return truths
 
     def _scores(self, x: Tensor, e: Explanation, truths: dict[int, PartTruth]) -> list[dict[str, Any]]:
         """Per-image metric records (:func:`scout_exp.metrics.score_batch`), in the order of ``x``."""
-        metrics, settings = self.settings.metrics, self.settings.metric_settings
-        if not metrics or settings is None:
+        metrics = self.settings.metrics
+        if not metrics:
             return [{} for _ in range(len(x))]
-        if not any(m in ("parts", "interventions") for m in metrics):
+        if not self.settings.needs("parts"):
             truths = {}
         order = range(len(x))
         return score_batch(
             metrics,
             images=x.detach(),
             maps=e.discriminant,
-            settings=settings,
+            part_names=self.settings.part_names or (),
             score_fn=margin_fn(lambda z: self.explainer.logits_fn(self.model(z)), e.y_star, e.y_counter),
             part_maps=torch.stack([truths[r].part_map for r in order]) if truths else None,
             discriminative=torch.stack([truths[r].discriminative for r in order]) if truths else None,
@@ -134,20 +137,16 @@ class ExplainModule(pl.LightningModule):
 
     @torch.no_grad()
     def _default_classes(self, x1: Tensor, x2: Tensor, has_2: Tensor, c1: Tensor, c2: Tensor) -> tuple[Tensor, Tensor]:
-        """Fill missing class ids (module docstring of :mod:`scout_exp.explain.pairs`); one no-grad pass."""
+        """Fill missing class ids (module docstring of :mod:`scout_exp.explain.pairs`) by the rule of
+        :func:`scout_exp.explain.scout.default_classes`, x2 (or x1 without it) giving the counter
+        class; one no-grad pass."""
         if not bool((c1 == NO_CLASS).any() or (c2 == NO_CLASS).any()):
             return c1, c2
         logits_fn = self.explainer.logits_fn
         with frozen_eval(self.model):
             l1 = logits_fn(self.model(x1))
             l2 = logits_fn(self.model(x2))
-        best_other = l1.scatter(1, c2.clamp(min=0)[:, None], float("-inf")).argmax(1)
-        c1 = torch.where(c1 == NO_CLASS, torch.where(c2 == NO_CLASS, l1.argmax(1), best_other), c1)
-        source = torch.where(has_2[:, None], l2, l1)
-        masked = source.scatter(1, c1[:, None], float("-inf"))
-        fallback = torch.where(has_2 & (source.argmax(1) != c1), source.argmax(1), masked.argmax(1))
-        c2 = torch.where(c2 == NO_CLASS, fallback, c2)
-        return c1, c2
+        return default_classes(l1, c1, c2, counter_logits=torch.where(has_2[:, None], l2, l1))
 
     def _title(self, record: dict[str, Any]) -> str:
         """Pair-figure title: the pair, the identities, the method, its layer and the variant."""
@@ -176,9 +175,8 @@ class ExplainModule(pl.LightningModule):
         scores: list[dict[str, Any]],
         no_evidence: Tensor,
         truths: dict[int, PartTruth],
-    ) -> dict[str, Any]:
+    ) -> Prediction:
         pair = self.dataset.pairs[index]
-        out = self.settings.out_dir
         record: dict[str, Any] = {
             "pair": pair.name,
             "images": [str(pair.image_1)] + ([str(pair.image_2)] if pair.image_2 is not None else []),
@@ -239,15 +237,17 @@ class ExplainModule(pl.LightningModule):
                 "precision": defined_mean([c[0] for c in curves]).tolist(),
                 "recall": defined_mean([c[1] for c in curves]).tolist(),
             }
+        prediction = Prediction(index, record)
         if index < self.settings.max_figures:
-            name = f"figures/{pair.name}.png"
-            save_pair_figure(out / name, fig_rows, self._title(record), self.explainer.variant)
-            record["figure"] = name
+            record["figure"] = f"figures/{pair.name}.png"
+            prediction.files[record["figure"]] = partial(
+                save_pair_figure, rows=fig_rows, title=self._title(record), variant=self.explainer.variant
+            )
         if self.settings.save_maps:
-            name = f"maps/{pair.name}.npz"
-            save_npz(out / name, **{f"{k}_{s + 1}": maps[k][r].numpy() for k in maps for s, r in enumerate(rows)})
-            record["maps"] = name
-        return record
+            record["maps"] = f"maps/{pair.name}.npz"
+            arrays = {f"{k}_{s + 1}": maps[k][r].numpy() for k in maps for s, r in enumerate(rows)}
+            prediction.files[record["maps"]] = partial(save_npz, **arrays)
+        return prediction
 
 
 def differing_mask(truth: PartTruth) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""SCOUT explanations: class, counter-class and confidence maps from one engine pass (docs/method.md section 1)."""
+"""SCOUT explanations: class, counter-class and confidence maps from one engine or black-box pass (docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from scout_exp.attribution.registry import create_attribution
 from scout_exp.errors import UserError
 from scout_exp.explain.confidence import confidence_map
 from scout_exp.explain.discriminant import VARIANTS, discriminant_map
+from scout_exp.explain.pairs import NO_CLASS
 from scout_exp.heads import ConfidenceHead, create_head
 from scout_exp.modes import frozen_eval
 
@@ -41,9 +42,12 @@ class ScoutExplainer:
     the network's output, the class, counter-class and confidence maps come from ONE
     :func:`layer_gradients` call (T=3). Class maps use the logit, as the official code does. A head
     with a network of its own (a separate-trunk hardness predictor) costs one extra pass on its own
-    layer; its map is resized to the class maps' size. Adapter attributions (``pgc:``/``captum:``)
-    run their own passes; ``pgc:`` class maps come back min-max normalised at the input size, and
-    the confidence map is resized to match. ``attribution_options`` reach the attribution method.
+    layer; its map is resized to the class maps' size. A black-box method (``reads_layer`` False,
+    :mod:`scout_exp.attribution.blackbox`) gets the three maps from ONE call with T=3 targets (the
+    two logits and s(x)), at the input size. Adapter attributions (``pgc:``/``captum:``) run their
+    own passes, and the confidence map comes from the engine at their layer; ``pgc:`` class maps
+    come back min-max normalised at the input size, and the confidence map is resized to match.
+    ``attribution_options`` reach the attribution method.
     """
 
     def __init__(
@@ -95,6 +99,11 @@ class ScoutExplainer:
             if shared_conf:
                 conf_map = confidence_map(lg.activations, lg.gradients[:, 2:3])[:, 0]
                 conf = lg.targets[:, 2]
+        elif not self.attribution.reads_layer:
+            maps = self.attribution(x, self._fixed_class_targets(x, y_star, y_counter, chosen, shared_conf))
+            class_maps = maps[:, :2]
+            if shared_conf:
+                conf_map, conf = maps[:, 2], chosen["confidence"]
         else:
             class_maps = self.attribution(x, self._fixed_class_targets(x, y_star, y_counter, chosen))
             if shared_conf:
@@ -144,23 +153,35 @@ class ScoutExplainer:
         return self.explain(x, ys, yc), self.explain(x_counter, yc, ys)
 
     def _fixed_class_targets(
-        self, x: Tensor, y_star: Tensor | int | None, y_counter: Tensor | int | None, chosen: dict[str, Tensor]
+        self,
+        x: Tensor,
+        y_star: Tensor | int | None,
+        y_counter: Tensor | int | None,
+        chosen: dict[str, Tensor],
+        with_score: bool = False,
     ) -> Callable[[Tensor], Tensor]:
-        """Class targets with the ids resolved once on ``x``, for third-party methods.
+        """(N, 2) class targets (logits of y*, y^c) with the ids resolved once on ``x``; with
+        ``with_score`` a third column, the confidence score s. For methods that forward other batches.
 
-        Adapters forward other batches than ``x`` (ScoreCAM's masked copies of one sample, Captum's
-        ``n_steps`` block-wise expansions); the returned targets read row ``r`` with the ids of
-        sample ``r mod B`` and so stay correct on any such batch.
+        Adapters and black-box methods forward other batches than ``x`` (ScoreCAM's and RISE's
+        masked copies, Captum's ``n_steps`` block-wise expansions); the returned targets read row
+        ``r`` with the ids of sample ``r mod B`` and so stay correct on any such batch. ``chosen``
+        receives the ids and the logits of ``x`` (and, ``with_score``, s(x) as ``confidence``).
         """
         with torch.no_grad(), frozen_eval(self.model):
-            logits = self.logits_fn(self.model(x))
+            out = self.model(x)
+            logits = self.logits_fn(out)
+            if with_score:
+                chosen["confidence"] = self._score(out)
         ys, yc = default_classes(logits, y_star, y_counter)
         chosen.update(y_star=ys, y_counter=yc, logits=logits)
         ids = torch.stack([ys, yc], dim=1)
 
         def targets(out: Tensor) -> Tensor:
             rows = self.logits_fn(out)
-            return rows.gather(1, ids.to(rows.device).repeat(rows.shape[0] // ids.shape[0], 1))
+            sample = torch.arange(rows.shape[0], device=rows.device) % ids.shape[0]
+            q = rows.gather(1, ids.to(rows.device)[sample])
+            return torch.cat([q, self._score(out)[:, None].to(q.dtype)], dim=1) if with_score else q
 
         return targets
 
@@ -177,22 +198,30 @@ def default_classes(
 ) -> tuple[Tensor, Tensor]:
     """The one rule for the explained and counter classes, (B,) long tensors each.
 
-    ``y*`` defaults to the argmax of ``logits`` (B, C); ``y^c`` to the best class other than ``y*``
-    on ``counter_logits`` (the counter image's, Eq. 5) or, without them, on ``logits`` (the
-    runner-up). Raises UserError for ids out of range or ``y* == y^c``. Given ids are kept.
+    A missing id (None, or a ``NO_CLASS`` entry) is filled per image: ``y*`` is the argmax of
+    ``logits`` (B, C), or, where ``y^c`` is given, the best class other than ``y^c``; ``y^c`` is
+    the best class other than ``y*`` on ``counter_logits`` (the counter image's, Eq. 5) or,
+    without them, on ``logits`` (the runner-up). Given ids are kept. Raises UserError for ids out
+    of range, or, without ``counter_logits``, ``y* == y^c``.
     """
-    ys = _class_ids(y_star, logits, "y_star")
-    ys = logits.argmax(dim=1) if ys is None else ys
     source = logits if counter_logits is None else counter_logits
+    ys = _class_ids(y_star, logits, "y_star")
     yc = _class_ids(y_counter, source, "y_counter")
-    yc = _best_other(source, ys) if yc is None else yc
+    if ys is None or bool((ys == NO_CLASS).any()):
+        guess = logits.argmax(dim=1)
+        if yc is not None:
+            guess = torch.where(yc == NO_CLASS, guess, _best_other(logits, yc.clamp(min=0)))
+        ys = guess if ys is None else torch.where(ys == NO_CLASS, guess, ys)
+    if yc is None or bool((yc == NO_CLASS).any()):
+        other = _best_other(source, ys)
+        yc = other if yc is None else torch.where(yc == NO_CLASS, other, yc)
     if counter_logits is None and bool((ys == yc).any()):
         raise UserError("the counter class must differ from the explained class for every image")
     return ys, yc
 
 
 def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | None:
-    """Class ids as a (B,) long tensor on the logits' device; UserError when out of range."""
+    """Class ids as a (B,) long tensor on the logits' device (``NO_CLASS`` kept); UserError when out of range."""
     if y is None:
         return None
     batch, n_classes = logits.shape
@@ -201,7 +230,7 @@ def _class_ids(y: Tensor | int | None, logits: Tensor, what: str) -> Tensor | No
         ids = ids.expand(batch)
     if ids.numel() != batch:
         raise UserError(f"{what} must hold one class id per image ({batch}), got {ids.numel()}")
-    if bool(((ids < 0) | (ids >= n_classes)).any()):
+    if bool(((ids < NO_CLASS) | (ids >= n_classes)).any()):
         raise UserError(f"{what} holds a class id outside [0, {n_classes - 1}]")
     return ids
 

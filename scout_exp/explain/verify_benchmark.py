@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ from scout_exp.explain.verification import (
     VerificationExplainer,
     embedder_device,
     image_size_maps,
-    save_verification_figure,
     side_record,
 )
+from scout_exp.explain.verification_figures import save_verification_figure
+from scout_exp.explain.writer import Prediction
 from scout_exp.io import atomic_path, save_json, save_npz
 from scout_exp.metrics import mean_ci, perturbation_curves
 
@@ -92,14 +94,14 @@ def confidence_interval(values: Sequence[float]) -> list[float | None]:
 def explain_triplets(
     explainer: VerificationExplainer,
     dataset: Any,
-    out_dir: Path,
     batch_size: int = 16,
     max_figures: int = 16,
     save_maps: bool = False,
-) -> list[dict[str, Any]]:
-    """Explain (probe, non-mate) of every triplet of a :class:`TripletDataset`; score, write figures (and maps)."""
+) -> list[Prediction]:
+    """Explain (probe, non-mate) of every triplet of a :class:`TripletDataset` and score it; each
+    :class:`Prediction` holds the record and its figure (first ``max_figures``) and maps (``save_maps``)."""
     device = embedder_device(explainer.embedder)
-    records = []
+    out = []
     gen = torch.Generator().manual_seed(0)  # the same random maps for every method: one chance row
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
         probe, mate, non_mate = (batch[k].to(device) for k in ("probe", "mate", "non_mate"))
@@ -130,26 +132,29 @@ def explain_triplets(
                 "hit": _finite_or_none(scores["hit"][b]),
             }
             record.update({k: _finite_or_none(float(v[b])) for k, v in aucs.items()})
+            item = Prediction(index, record)
             if index < max_figures:
-                images = [
-                    dataset.preprocess.invert(probe[b]),
-                    _outline(dataset.preprocess.invert(non_mate[b]), truth[b]),
-                ]
                 title = (
                     f"{t.name}: {t.part} switched to identity {t.donor}'s (green); cosine mate "
                     f"{record['cosine_mate']:.3f}, non-mate {record['cosine_non_mate']:.3f}; {explainer.description}"
                 )
-                name = f"figures/{t.name}_verify.png"
-                save_verification_figure(
-                    out_dir / name, images, list(similar[:, b]), list(different[:, b]), ["probe", "non-mate"], title
+                record["figure"] = f"figures/{t.name}_verify.png"
+                item.files[record["figure"]] = partial(
+                    save_verification_figure,
+                    images=[
+                        dataset.preprocess.invert(probe[b]),
+                        _outline(dataset.preprocess.invert(non_mate[b]), truth[b]),
+                    ],
+                    similar=list(similar[:, b]),
+                    different=list(different[:, b]),
+                    labels=["probe", "non-mate"],
+                    title=title,
                 )
-                record["figure"] = name
             if save_maps:
-                name = f"maps/{t.name}_verify.npz"
-                save_npz(out_dir / name, non_mate_different=different[1, b], truth=truth[b])
-                record["maps"] = name
-            records.append(record)
-    return records
+                record["maps"] = f"maps/{t.name}_verify.npz"
+                item.files[record["maps"]] = partial(save_npz, non_mate_different=different[1, b], truth=truth[b])
+            out.append(item)
+    return out
 
 
 def triplet_summary(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -4,15 +4,17 @@
 batch's per-pair records to its own JSON-lines file (``trainer.predict(..., return_predictions=False)``
 keeps nothing in memory). :func:`iter_records` merges the ranks' files in dataset order, each pair
 once (a distributed sampler pads with repeats), and :func:`write_explanations` writes
-``explanations.json`` from that stream, atomically. Figures and raw maps are written by the predict
-step itself, per batch.
+``explanations.json`` from that stream, atomically. A predict step returns a list of :class:`Prediction`: the
+record and the files (figures, raw maps) it asks for, which the writer writes beside the records,
+so a predict step computes and never writes.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,10 +33,31 @@ def _finite(line: str) -> Any:
     return json.loads(line, parse_constant=lambda _constant: None)
 
 
-class RecordWriter(BasePredictionWriter):
-    """Append ``(dataset index, record)`` of every pair to ``<out>/.records.rank<r>.jsonl`` per batch.
+#: writes one output file to the path it is given (e.g. ``functools.partial(save_png, figure)``)
+FileWriter = Callable[[Path], object]
 
-    The predict step must return a list of ``(index, record)`` pairs, ``record`` JSON-ready.
+
+@dataclass
+class Prediction:
+    """One explained item of a predict batch: its dataset ``index``, its JSON-ready ``record`` and the
+    ``files`` it asks for, each a path relative to the run folder (e.g. ``figures/pair_000.png``, also
+    named in the record) and the function that writes it there."""
+
+    index: int
+    record: dict[str, Any]
+    files: dict[str, FileWriter] = field(default_factory=dict)
+
+    def write_files(self, out_dir: Path) -> None:
+        """Write every file of :attr:`files` under ``out_dir`` (each writer writes atomically)."""
+        for name, write in self.files.items():
+            write(Path(out_dir) / name)
+
+
+class RecordWriter(BasePredictionWriter):
+    """Per batch, write each :class:`Prediction`'s files under ``<out>`` and append ``(index, record)``
+    to ``<out>/.records.rank<r>.jsonl``.
+
+    The predict step must return a list of :class:`Prediction`.
     """
 
     def __init__(self, out_dir: Path) -> None:
@@ -57,7 +80,9 @@ class RecordWriter(BasePredictionWriter):
         dataloader_idx: int,
     ) -> None:
         assert self._file is not None
-        self._file.writelines(json.dumps([index, record]) + "\n" for index, record in prediction)
+        for item in prediction:
+            item.write_files(self.out_dir)
+        self._file.writelines(json.dumps([item.index, item.record]) + "\n" for item in prediction)
         self._file.flush()
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -14,7 +14,7 @@ from scout_exp.heads.certainty import certainty_score
 from scout_exp.heads.softmax import softmax_score
 
 #: the baseline scores, in table order
-BASELINES = ("softmax", "max_logit", "certainty", "margin", "doctor")
+BASELINES = ("softmax", "max_logit", "certainty", "prob_gap", "doctor")
 
 
 def max_logit_score(logits: Tensor) -> Tensor:
@@ -22,13 +22,14 @@ def max_logit_score(logits: Tensor) -> Tensor:
     return logits.amax(dim=-1)
 
 
-def margin_score(logits: Tensor) -> Tensor:
-    """Probability margin ``p_(1) - p_(2)`` (B,): the top-1 minus the top-2 softmax probability, in [0, 1].
+def prob_gap_score(logits: Tensor) -> Tensor:
+    """Probability gap ``p_(1) - p_(2)`` (B,): the top-1 minus the top-2 softmax probability, in [0, 1].
 
+    Also called best-versus-second-best (BvSB); not ``head=margin``, which is the gap of the logits.
     Raises ValueError for fewer than 2 classes.
     """
     if logits.shape[-1] < 2:
-        raise ValueError("the margin score needs at least 2 classes")
+        raise ValueError("the probability gap needs at least 2 classes")
     top2 = logits.softmax(dim=-1).topk(2, dim=-1).values
     return top2[..., 0] - top2[..., 1]
 
@@ -51,9 +52,9 @@ def baseline_scores(logits: Tensor) -> dict[str, Tensor]:
         "softmax": softmax_score(logits),
         "max_logit": max_logit_score(logits),
         "certainty": certainty_score(logits),
-        "margin": margin_score(logits),
+        "prob_gap": prob_gap_score(logits),
         "doctor": doctor_score(logits),
     }
 
 
-__all__ = ["BASELINES", "baseline_scores", "doctor_score", "margin_score", "max_logit_score"]
+__all__ = ["BASELINES", "baseline_scores", "doctor_score", "max_logit_score", "prob_gap_score"]

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from scout_exp.io import save_figure  # noqa: E402
+from scout_exp.io import save_figure
+from scout_exp.plotting import pyplot
 
 LABELS = {"softmax": "softmax $s^s$", "certainty": "certainty $s^c$", "easiness": "easiness $s^e = 1 - s^{hp}$"}
 
@@ -22,7 +19,7 @@ def save_risk_coverage_figure(
     title: str = "",
 ) -> Path:
     """Plot each score's selective risk against coverage on one axes (legend: AURC, error AUROC); save as PNG."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    fig, ax = pyplot().subplots(figsize=(5.2, 4.0))
     for name, (coverage, risk) in curves.items():
         auroc = metrics.get(f"auroc_{name}")
         auroc_text = "n/a" if auroc is None else f"{auroc:.3f}"

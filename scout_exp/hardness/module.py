@@ -11,13 +11,13 @@ reaches only one network, so it needs ``trainer.strategy=ddp_find_unused_paramet
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import SumMetric
+from torchmetrics import Metric, SumMetric
 from torchmetrics.classification import BinaryAUROC
 
 from scout_exp.checkpoint import OBJECTIVE_KEY, load_weights, read_checkpoint
@@ -74,6 +74,10 @@ class HardnessModule(ClassifierModule):
         super().__init__(model_name, num_classes, **classifier)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams["init_from"] = init_from
+        self.model_name = model_name
+        self.classifier_loss_name, self.predictor_loss_name = classifier_loss, predictor_loss
+        self.predictor_lr, self.predictor_weight_decay = predictor_lr, predictor_weight_decay
+        self.classifier_ckpt, self.eval_split = classifier_ckpt, eval_split
         for option, value, choices in (
             ("trunk", trunk, TRUNKS),
             ("classifier_loss", classifier_loss, CLASSIFIER_LOSSES),
@@ -112,9 +116,9 @@ class HardnessModule(ClassifierModule):
             )
         hparams = read_checkpoint(path).get("hyper_parameters") or {}
         trained = hparams.get("model_name")
-        if trained is not None and trained != self.hparams.model_name:
+        if trained is not None and trained != self.model_name:
             raise UserError(
-                f"classifier_ckpt {path} holds a {trained} classifier but model={self.hparams.model_name}; "
+                f"classifier_ckpt {path} holds a {trained} classifier but model={self.model_name}; "
                 f"use model={trained} or another checkpoint"
             )
         holder = nn.Module()
@@ -128,28 +132,32 @@ class HardnessModule(ClassifierModule):
         features, logits = features_and_logits(self.model, x)
         return logits, self.predictor.logit(features.detach())
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch
-        opt_classifier, opt_predictor = self.optimizers()
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)  # configure_optimizers returns two: Lightning hands back a list
+        opt_classifier, opt_predictor = optimizers
         logits, z = self._forward_both(x)
 
-        loss_f = classifier_loss(self.hparams.classifier_loss, logits, y, torch.sigmoid(z.detach()))
+        loss_f = classifier_loss(self.classifier_loss_name, logits, y, torch.sigmoid(z.detach()))
         opt_classifier.zero_grad()
         self.manual_backward(loss_f)
         opt_classifier.step()
 
-        loss_s = predictor_loss(self.hparams.predictor_loss, z, true_class_probability(logits.detach(), y))
+        loss_s = predictor_loss(self.predictor_loss_name, z, true_class_probability(logits.detach(), y))
         opt_predictor.zero_grad()
         self.manual_backward(loss_s)
         opt_predictor.step()
 
         scheduler = self.lr_schedulers()
+        assert not isinstance(scheduler, list)  # configure_optimizers returns at most one schedule
         if scheduler is not None:
             scheduler.step()
         self.train_acc(logits.detach(), y)
         self.log("train_loss", loss_f, prog_bar=True)
         self.log("train_predictor_loss", loss_s, prog_bar=True)
         self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return None  # manual optimisation: the steps above are the whole update
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
@@ -157,26 +165,29 @@ class HardnessModule(ClassifierModule):
         metric = self.val_acc if stage == "val" else self.test_acc
         metric(logits, y)
         wrong = (logits.argmax(dim=1) != y).long()
-        self.error_auroc[f"{stage}_hardness"].update(torch.sigmoid(z.float()), wrong)
-        self.error_auroc[f"{stage}_softmax"].update(1 - softmax_score(logits.float()), wrong)
-        self.error_count[stage].update(wrong.sum())
-        self.sample_count[stage].update(wrong.numel())
-        loss_s = predictor_loss(self.hparams.predictor_loss, z, true_class_probability(logits, y))
+        _metric(self.error_auroc, f"{stage}_hardness").update(torch.sigmoid(z.float()), wrong)
+        _metric(self.error_auroc, f"{stage}_softmax").update(1 - softmax_score(logits.float()), wrong)
+        _metric(self.error_count, stage).update(wrong.sum())
+        _metric(self.sample_count, stage).update(wrong.numel())
+        loss_s = predictor_loss(self.predictor_loss_name, z, true_class_probability(logits, y))
         self.log(f"{stage}_loss", F.cross_entropy(logits.float(), y), prog_bar=True, sync_dist=True)
         self.log(f"{stage}_predictor_loss", loss_s, sync_dist=True)
         self.log(f"{stage}_acc", metric, prog_bar=True, on_step=False, on_epoch=True)
 
     def _log_error_auroc(self, stage: str) -> None:
         """Log ``<stage>_hardness_auroc`` / ``<stage>_softmax_auroc`` (error detection) when errors and hits both occur."""
-        errors, seen = float(self.error_count[stage].compute()), float(self.sample_count[stage].compute())
+        errors, seen = (
+            float(_metric(self.error_count, stage).compute()),
+            float(_metric(self.sample_count, stage).compute()),
+        )
         if 0 < errors < seen:
             for score in ("hardness", "softmax"):
-                self.log(f"{stage}_{score}_auroc", self.error_auroc[f"{stage}_{score}"].compute())
+                self.log(f"{stage}_{score}_auroc", _metric(self.error_auroc, f"{stage}_{score}").compute())
         for metric in (
-            self.error_count[stage],
-            self.sample_count[stage],
-            self.error_auroc[f"{stage}_hardness"],
-            self.error_auroc[f"{stage}_softmax"],
+            _metric(self.error_count, stage),
+            _metric(self.sample_count, stage),
+            _metric(self.error_auroc, f"{stage}_hardness"),
+            _metric(self.error_auroc, f"{stage}_softmax"),
         ):
             metric.reset()
 
@@ -189,7 +200,7 @@ class HardnessModule(ClassifierModule):
     def configure_optimizers(self) -> Any:
         opt_classifier = self.make_optimizer(self.model.parameters())
         opt_predictor = torch.optim.Adam(
-            self.predictor.parameters(), lr=self.hparams.predictor_lr, weight_decay=self.hparams.predictor_weight_decay
+            self.predictor.parameters(), lr=self.predictor_lr, weight_decay=self.predictor_weight_decay
         )
         schedule = self.schedule(opt_classifier)
         return ([opt_classifier, opt_predictor], [schedule]) if schedule else [opt_classifier, opt_predictor]
@@ -213,7 +224,7 @@ class HardnessModule(ClassifierModule):
         ``aurc_<score>``, ``aurc_oracle``, ``ece_softmax``, ``confidence_split``, ``confidence_errors``.
         An AUROC is None when the split holds no error (or no correct prediction).
         """
-        split = self.hparams.eval_split
+        split = self.eval_split
         loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
         logits, labels, hardness = self.collect_outputs(loader)
         report = evaluate_confidence(logits, labels, {"easiness": 1 - hardness})
@@ -226,10 +237,15 @@ class HardnessModule(ClassifierModule):
         }
         result.update({k: v for k, v in m.items() if k.startswith(("auroc_", "aurc_", "fpr95_", "ece_"))})
         if trainer.is_global_zero:
-            title = f"{self.hparams.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
+            title = f"{self.model_name}, {split} split: {m['samples']} samples, {m['errors']} errors"
             path = save_risk_coverage_figure(report.curves, m, Path(out_dir) / "figures" / "risk_coverage.png", title)
             mirror_run(trainer.loggers, images={"risk_coverage": [str(path)]})
         return result
+
+
+def _metric(metrics: nn.ModuleDict, key: str) -> Metric:
+    """``metrics[key]``: nn.ModuleDict types its items as plain Modules, these ones are torchmetrics Metrics."""
+    return cast(Metric, metrics[key])
 
 
 def _is_hardness_checkpoint(path: str | Path) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from scout_exp.errors import UserError
@@ -78,6 +78,7 @@ class PosthocHardnessModule(HardnessModule):
             eval_split=eval_split,
             **classifier,
         )
+        self.target_name = target
         self.automatic_optimization = True
         self.model.requires_grad_(False)
         self.model.eval()
@@ -91,12 +92,13 @@ class PosthocHardnessModule(HardnessModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            if not self.hparams.classifier_ckpt:  # cleared only when a trained checkpoint is loaded back
+            if not self.classifier_ckpt:  # cleared only when a trained checkpoint is loaded back
                 raise UserError(
                     "post-hoc hardness training starts from a trained classifier: pass "
                     "objective.classifier_ckpt=<train.py run>/checkpoints/last.ckpt"
                 )
-            check_calibration_data(self.trainer.datamodule, self.hparams.classifier_ckpt)
+            # Lightning's DataConnector sets trainer.datamodule; the Trainer class does not declare it
+            check_calibration_data(self.trainer.datamodule, self.classifier_ckpt)  # type: ignore[attr-defined]
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -110,13 +112,13 @@ class PosthocHardnessModule(HardnessModule):
     def target_loss(self, z: Tensor, logits: Tensor, labels: Tensor) -> Tensor:
         """The predictor's loss for logit ``z`` (B,): ECCV's against ``1 - p(y)`` or ConfidNet's MSE to ``p(y)``."""
         p_true = true_class_probability(logits, labels)
-        if self.hparams.target == "tcp":
+        if self.target_name == "tcp":
             return F.mse_loss(1 - torch.sigmoid(z.float()), p_true.float())
-        return predictor_loss(self.hparams.predictor_loss, z, p_true)
+        return predictor_loss(self.predictor_loss_name, z, p_true)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.Adam(
-            self.predictor.parameters(), lr=self.hparams.predictor_lr, weight_decay=self.hparams.predictor_weight_decay
+            self.predictor.parameters(), lr=self.predictor_lr, weight_decay=self.predictor_weight_decay
         )
         schedule = self.schedule(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": schedule} if schedule else optimizer
@@ -132,7 +134,7 @@ class PosthocHardnessModule(HardnessModule):
         result.update(
             {
                 "calibration_samples": int(len(datamodule.splits.get("calibration", []))),
-                "classifier_ckpt": str(self.hparams.classifier_ckpt),
+                "classifier_ckpt": str(self.classifier_ckpt),
                 "classifier_sha256": digest,
                 "classifier_unchanged": digest == self.classifier_digest,
             }
@@ -165,7 +167,10 @@ def check_calibration_data(datamodule: Any, classifier_ckpt: str | Path) -> None
     if not config.is_file():
         log.warning("no %s: cannot check that the classifier never saw the calibration split", config)
         return
-    trained = OmegaConf.to_container(OmegaConf.load(config).get("data") or {}, resolve=False)
+    loaded = OmegaConf.load(config)
+    data = loaded.get("data") if isinstance(loaded, DictConfig) else None
+    container = OmegaConf.to_container(data, resolve=False) if isinstance(data, DictConfig) else {}
+    trained: dict[Any, Any] = container if isinstance(container, dict) else {}
     differ = []
     for key, value in trained.items():
         if key in LOADER_KEYS:

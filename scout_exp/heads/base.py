@@ -11,14 +11,14 @@ map a(s)), so a head must be differentiable in the network's output. A head may 
 
 and says which training objective (``configs/objective/``) trains what it needs
 (:attr:`ConfidenceHead.objective`; None: any classifier). A head attaches to a trained network with
-:meth:`ConfidenceHead.attach`. Subclasses register themselves under their ``name``; every module of
-this package is imported by :func:`create_head`, so a new head is one file here plus one
-``configs/head/<name>.yaml`` (see README, Extending).
+:meth:`ConfidenceHead.attach`. A head is registered under its ``name`` with :func:`register_head`; every
+module of this package is imported by :func:`create_head`, so a new head is one file here (or a
+plug-in module, ``plugins=[...]``) plus one ``configs/head/<name>.yaml`` (see README, Extending).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
@@ -46,12 +46,6 @@ class ConfidenceHead:
         super().__init_subclass__(**kwargs)
         if not cls.name:
             raise TypeError(f"{cls.__name__} must set a class attribute `name`")
-        if not cls.__module__.startswith("scout_exp.heads."):  # a head defined elsewhere is used as an object
-            return
-        try:
-            _HEADS.add(cls.name, cls)
-        except ValueError as err:
-            raise TypeError(str(err)) from None
 
     def score(self, out: Tensor) -> Tensor:
         """The score s(x), shape (B,), from the output of :meth:`forward_model` (differentiable)."""
@@ -78,8 +72,22 @@ class ConfidenceHead:
         return f"head={self.name} needs a checkpoint of `train.py objective={self.objective}`"
 
 
+H = TypeVar("H", bound=type[ConfidenceHead])
+
+
+def register_head(cls: H) -> H:
+    """Class decorator: register a confidence head under its ``name`` (``head=<name>``).
+
+    Built-in heads live in :mod:`scout_exp.heads` (found by discovery); a plug-in module registers
+    its own the same way (``plugins=[my_heads.py]``). A head class that is not registered can still
+    be passed as an object (``ScoutExplainer(head=MyHead())``). Raises ValueError for a taken name.
+    """
+    _HEADS.add(cls.name, cls)
+    return cls
+
+
 def list_heads() -> list[str]:
-    """Names of all confidence heads in :mod:`scout_exp.heads`."""
+    """Names of the registered confidence heads (built-in and plug-in)."""
     return _HEADS.names()
 
 

@@ -7,7 +7,7 @@ import math
 from torch import Tensor
 
 from scout_exp.errors import UserError
-from scout_exp.heads.base import ConfidenceHead
+from scout_exp.heads.base import ConfidenceHead, register_head
 
 
 def certainty_score(logits: Tensor) -> Tensor:
@@ -22,6 +22,7 @@ def certainty_score(logits: Tensor) -> Tensor:
     return 1 + (log_p.exp() * log_p).sum(dim=-1) / math.log(n_classes)
 
 
+@register_head
 class CertaintyHead(ConfidenceHead):
     """1 - normalised entropy of the class posterior; any classifier."""
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from scout_exp.errors import UserError
-from scout_exp.heads.base import ConfidenceHead
+from scout_exp.heads.base import ConfidenceHead, register_head
 from scout_exp.models import create_model, features_and_logits, split_classifier
 
 TRUNKS = ("separate", "shared")
@@ -68,6 +68,8 @@ class LogitsWithHardness(nn.Module):
     so layer names valid for the classifier are valid here; the predictor is ``hardness_head``.
     """
 
+    _classifier: nn.Module  # set with object.__setattr__ in __init__, not registered as a submodule
+
     def __init__(self, model: nn.Module, predictor: HardnessPredictor) -> None:
         super().__init__()
         for name, child in model.named_children():
@@ -85,6 +87,7 @@ class LogitsWithHardness(nn.Module):
         return torch.cat([logits, self.hardness_head(features)[:, None].to(logits.dtype)], dim=1)
 
 
+@register_head
 class HardnessHead(ConfidenceHead):
     """s^e = 1 - s^hp from a trained hardness predictor (``objective=hardness`` checkpoints).
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from scout_exp.errors import UserError
-from scout_exp.heads.base import ConfidenceHead
+from scout_exp.heads.base import ConfidenceHead, register_head
 
 
 def logit_margin(logits: Tensor) -> Tensor:
@@ -18,6 +18,7 @@ def logit_margin(logits: Tensor) -> Tensor:
     return top2[..., 0] - top2[..., 1]
 
 
+@register_head
 class MarginHead(ConfidenceHead):
     """How far the predicted class's logit leads the runner-up's; any classifier."""
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from scout_exp.heads.base import ConfidenceHead
+from scout_exp.heads.base import ConfidenceHead, register_head
 
 
+@register_head
 class MaxLogitHead(ConfidenceHead):
     """The largest class logit (unnormalised, in logit units); any classifier."""
 

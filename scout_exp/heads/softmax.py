@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from scout_exp.heads.base import ConfidenceHead
+from scout_exp.heads.base import ConfidenceHead, register_head
 
 
 def softmax_score(logits: Tensor) -> Tensor:
@@ -12,6 +12,7 @@ def softmax_score(logits: Tensor) -> Tensor:
     return logits.softmax(dim=-1).amax(dim=-1)
 
 
+@register_head
 class SoftmaxHead(ConfidenceHead):
     """The largest class probability; any classifier."""
 

@@ -32,6 +32,7 @@ import torch
 
 from scout_exp.interp.occlusion import apply_transform, fit_transform
 from scout_exp.io import save_figure
+from scout_exp.plotting import pyplot
 
 
 class PeakStats(NamedTuple):
@@ -120,11 +121,9 @@ def plot_peaks(
 ) -> Path:
     """Paper-style figure: one dot per filter at its average peak location on ``face`` (H, W, 3
     uint8), coloured by its deviation when given (jet colour map, with colour bar). Saved atomically."""
-    import matplotlib.pyplot as plt
-
     loc = np.asarray(locations, dtype=np.float64)
     keep = np.isfinite(loc).all(axis=1)
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = pyplot().subplots(figsize=(4, 4))
     h, w = face.shape[:2]
     ax.imshow(face, extent=(0, w, h, 0))
     if deviations is None:

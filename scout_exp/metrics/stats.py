@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import bootstrap
 
+from scout_exp.metrics.catalogue import is_score
+
 #: bootstrap resamples drawn at once (memory: RESAMPLE_BATCH x n values)
 RESAMPLE_BATCH = 100
 
@@ -43,28 +45,10 @@ def mean_ci(
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high), len(x)
 
 
-#: Scalar per-image scores of :func:`scout_exp.metrics.score_batch` (plus ``chance_*`` and ``randomisation_*``).
-SCORES = (
-    "precision",
-    "recall",
-    "intervention_spearman",
-    "top_part_hit",
-    "single_part_share",
-    "deletion_auc",
-    "insertion_auc",
-    "road_auc",
-)
-
-
-def is_score(key: str) -> bool:
-    """Whether ``key`` names a scalar metric score of a per-image record."""
-    return key in SCORES or key.startswith(("chance_", "randomisation_"))
-
-
 def summarise(records: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """Flat summary of per-image scalar scores: ``key`` (mean), ``key_ci`` ([low, high]) and ``key_n``.
 
-    ``keys`` defaults to the metric scores (:func:`is_score`) present in any record; records
+    ``keys`` defaults to the metric scores (:func:`scout_exp.metrics.catalogue.is_score`) present in any record; records
     missing a key (or holding None, an undefined score) are skipped for it. ``kwargs`` go to
     :func:`mean_ci`.
     """

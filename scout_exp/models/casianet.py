@@ -53,6 +53,13 @@ class ConvBNAct(nn.Module):
 class _CasiaStages(nn.Module):
     """The five stages of CASIA-Net (spatial 96, 48, 24, 12, 6); the last conv has BN without ELU."""
 
+    # registered by name in __init__ (add_module)
+    stage0: nn.Sequential
+    stage1: nn.Sequential
+    stage2: nn.Sequential
+    stage3: nn.Sequential
+    stage4: nn.Sequential
+
     def __init__(self) -> None:
         super().__init__()
         cin = 3

@@ -101,10 +101,11 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     """
     info = model_info(name)
     model = info.factory(num_classes=num_classes, **kwargs)
+    # torch annotates Module.__setattr__'s value as Tensor | Module, but it stores any value as a plain attribute
     if not hasattr(model, "classifier_name"):
-        model.classifier_name = info.classifier
+        model.classifier_name = info.classifier  # type: ignore[assignment]
     if info.feature_reshape is not None and not hasattr(model, "feature_reshape"):
-        model.feature_reshape = info.feature_reshape
+        model.feature_reshape = info.feature_reshape  # type: ignore[assignment]
     return model
 
 

@@ -65,6 +65,12 @@ class CaffeBottleneck(nn.Module):
 class VGGFace2ResNet50(nn.Module):
     """Caffe-layout ResNet-50 mapping (B, 3, 224, 224) BGR mean-subtracted 0-255 images to identity logits."""
 
+    # registered by name in __init__ (setattr)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, num_classes: int = VGGFACE2_CLASSES) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)

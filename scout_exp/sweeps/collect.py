@@ -22,11 +22,13 @@ import yaml
 
 from scout_exp.errors import UserError
 from scout_exp.io import atomic_path, save_figure
+from scout_exp.metrics.catalogue import score_direction
 
 #: metrics tried, in order, when neither --metric nor the runs' ``optimized_metric`` names one
 DEFAULT_METRICS = ("val_acc", "precision", "recall", "piou", "test_acc")
-#: metric names in which lower is better (the plot marks the lowest bar as the best); others: higher
-LOWER_IS_BETTER = ("loss", "error", "ece", "aurc", "risk", "time")
+#: words of training metrics' names in which lower is better (the plot marks the lowest bar as the best);
+#: an explanation metric's direction is the one its registered class declares (``Metric.scores``)
+LOWER_IS_BETTER_WORDS = ("loss", "error", "ece", "aurc", "risk", "time")
 #: per-image values of explanations.json averaged into ``explain_mean_<name>`` columns
 PAIR_SCORES = ("confidence", "prob_class", "prob_counter", "segment_area_fraction")
 Value = str | int | float | bool | None
@@ -57,7 +59,7 @@ def collect(
 ) -> Results:
     """Read every job under ``root``; write ``results.csv``, ``results.md`` and ``results_<metric>.png``.
 
-    ``goal`` (max | min) says which value of the metric is best; None: min for losses and errors.
+    ``goal`` (max | min) says which value of the metric is best; None: :func:`default_goal`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -73,7 +75,7 @@ def collect(
     varying = [k for k in overrides if len({_text(row.get(k)) for row in rows}) > 1]
     metric = choose_metric(rows, metric, jobs)
     if goal is None:
-        goal = "min" if metric and any(word in metric.lower() for word in LOWER_IS_BETTER) else "max"
+        goal = default_goal(metric)
     elif goal not in ("max", "min"):
         raise UserError(f"goal must be max or min, not {goal!r}")
     results = Results(root, rows, overrides, varying, metric, goal)
@@ -83,6 +85,17 @@ def collect(
     if results.metric is not None:
         results.files["plot"] = plot_metric(results, out / f"results_{_safe(results.metric)}.png")
     return results
+
+
+def default_goal(metric: str | None) -> str:
+    """``min`` or ``max``: the registered explanation metric's direction for one of its scores (or
+    chance rows), else ``min`` for names with a :data:`LOWER_IS_BETTER_WORDS` word."""
+    if metric is None:
+        return "max"
+    direction = score_direction(metric)
+    if direction is not None:
+        return "min" if direction == "lower" else "max"
+    return "min" if any(word in metric.lower() for word in LOWER_IS_BETTER_WORDS) else "max"
 
 
 def find_jobs(root: Path) -> list[Path]:

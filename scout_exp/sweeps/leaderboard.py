@@ -6,11 +6,12 @@ names the settings whose 95% CI overlaps the best one's (a tie) and the chance r
 beat (CIs overlapping, or a mean no better than chance).
 
 Reads the ``summary.json`` of every job under a folder (an ``explain.py -m`` multirun), ranks the
-jobs by one metric's mean (with its 95% bootstrap CI) and adds the chance rows (random map per
-target layer, whole face, centre prior) measured by the same runs. Writes ``leaderboard.md``,
-``leaderboard.csv``, ``leaderboard.png`` (means with CI bars, chance rows hatched, the random map's
-mean as a dashed line, the best setting and those tied with it marked) and ``report.html``
-(the table, sortable, with a link to each run's own ``report.html``).
+jobs by one metric's mean (with its 95% bootstrap CI; which direction is better, and which chance
+rows it has, the registered metric declares: ``Metric.scores``, ``Metric.chance``) and adds the
+chance rows (random map per target layer, whole face, centre prior) measured by the same runs.
+Writes ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.png`` (means with CI bars, chance
+rows hatched, the random map's mean as a dashed line, the best setting and those tied with it
+marked) and ``report.html`` (the table, sortable, with a link to each run's own ``report.html``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,25 @@ import csv
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from scout_exp.errors import UserError
 from scout_exp.io import atomic_path, save_figure
+from scout_exp.metrics.catalogue import chance_labels, score_direction
 from scout_exp.report import write_leaderboard_report
 from scout_exp.sweeps.collect import find_jobs
 
-#: metrics where lower is better
-LOWER_IS_BETTER = ("deletion_auc", "road_auc")
 SETTING = ("attribution", "variant", "confidence", "layer")
-CHANCE = (("random", "random map"), ("face", "whole face"), ("centre", "centre prior"))
+
+
+def lower_is_better(metric: str, summaries: Sequence[Mapping[str, Any]] = ()) -> bool:
+    """Whether a lower ``metric`` is better, as the registered metric that writes it declares
+    (``Metric.scores``), or else the ``score_directions`` the runs' ``summaries`` recorded (a plug-in
+    metric); higher for a score nobody declares."""
+    declared = {k: v for s in summaries for k, v in (s.get("score_directions") or {}).items()}
+    return score_direction(metric, declared) == "lower"
 
 
 def _cell(summary: dict[str, Any], key: str) -> tuple[float, float, float] | None:
@@ -86,7 +94,7 @@ def leaderboard(
                     "report": _report_link(jobs[id(s)], out),
                 }
             )
-    for key, label in CHANCE:
+    for key, label in chance_labels(metric).items():  # the chance maps of the metric ranked by
         by_layer = {}
         for s in summaries:
             name = f"chance: {label}" + (f" ({s.get('layer')})" if key == "random" else "")
@@ -94,15 +102,15 @@ def leaderboard(
                 by_layer[name] = {c: _cell(s, f"chance_{key}_{c}") for c in columns}
                 by_layer[name].update(name=name, pairs=s.get("pairs"), n=s.get(f"chance_{key}_{metric}_n"), chance=True)
         rows += by_layer.values()
-    sign = 1 if metric in LOWER_IS_BETTER else -1
+    lower = lower_is_better(metric, summaries)
+    sign = 1 if lower else -1
     rows.sort(key=lambda r: sign * r[metric][0] if r[metric] else math.inf)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": _write_csv(rows, columns, out / "leaderboard.csv"),
-        "md": _write_md(rows, columns, metric, out / "leaderboard.md"),
-        "png": _plot(rows, metric, out / "leaderboard.png"),
+        "md": _write_md(rows, columns, metric, lower, out / "leaderboard.md"),
+        "png": _plot(rows, metric, lower, out / "leaderboard.png"),
     }
-    lower = metric in LOWER_IS_BETTER
     files["html"] = write_leaderboard_report(out / "report.html", rows, columns, metric, lower, "leaderboard.png")
     return files
 
@@ -129,8 +137,8 @@ def _write_csv(rows: list[dict[str, Any]], columns: list[str], path: Path) -> Pa
     return path
 
 
-def _write_md(rows: list[dict[str, Any]], columns: list[str], metric: str, path: Path) -> Path:
-    order = "lower" if metric in LOWER_IS_BETTER else "higher"
+def _write_md(rows: list[dict[str, Any]], columns: list[str], metric: str, lower: bool, path: Path) -> Path:
+    order = "lower" if lower else "higher"
     lines = [
         f"Sorted by {metric} ({order} is better); mean [95% bootstrap CI]; "
         f"setting = attribution / variant / confidence / layer; n = images where {metric} is defined.",
@@ -141,7 +149,7 @@ def _write_md(rows: list[dict[str, Any]], columns: list[str], metric: str, path:
     for r in rows:
         name = f"*{r['name']}*" if r["chance"] else r["name"]
         lines.append(f"| {name} | {r['pairs']} | {r['n']} | " + " | ".join(_fmt(r[c]) for c in columns) + " |")
-    line = verdict(rows, metric)
+    line = verdict(rows, metric, lower)
     if line:
         lines += ["", line]
     with atomic_path(path) as tmp:
@@ -158,8 +166,9 @@ def overlaps(a: tuple[float, float, float], b: tuple[float, float, float]) -> bo
     return a[1] <= b[2] and b[1] <= a[2]
 
 
-def judge(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
-    """The best setting of ``rows`` (sorted best first) and the rows it cannot be told apart from.
+def judge(rows: list[dict[str, Any]], metric: str, lower: bool = False) -> dict[str, Any]:
+    """The best setting of ``rows`` (sorted best first, ``lower``: lower is better) and the rows it
+    cannot be told apart from.
 
     Returns ``best`` (its row, or None without a scored setting), ``ties`` (other settings whose
     cell :func:`overlaps` the best one's) and ``chance`` (chance rows that overlap it or whose mean is
@@ -168,7 +177,7 @@ def judge(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     scored = [r for r in rows if r[metric] and not r["chance"]]
     if not scored:
         return {"best": None, "ties": [], "chance": []}
-    best, lower = scored[0], metric in LOWER_IS_BETTER
+    best = scored[0]
     cell = best[metric]
 
     def not_beaten(r: dict[str, Any]) -> bool:
@@ -179,10 +188,10 @@ def judge(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return {"best": best, "ties": ties, "chance": chance}
 
 
-def verdict(rows: list[dict[str, Any]], metric: str) -> str:
+def verdict(rows: list[dict[str, Any]], metric: str, lower: bool = False) -> str:
     """One line: the best setting by ``metric``, whether it ties with others (overlapping 95% CIs)
-    and whether it is at chance; "" without a scored setting."""
-    j = judge(rows, metric)
+    and whether it is at chance (``lower``: lower is better); "" without a scored setting."""
+    j = judge(rows, metric, lower)
     if j["best"] is None:
         return ""
     line = f"Best by {metric}: {j['best']['name']} ({_fmt(j['best'][metric])})"
@@ -201,12 +210,12 @@ def read_verdict(md: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def _plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path:
+def _plot(rows: list[dict[str, Any]], metric: str, lower: bool, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     shown = [r for r in rows if r[metric]]
-    j = judge(rows, metric)
+    j = judge(rows, metric, lower)
     tied = {id(r) for r in j["ties"]}
     fig = Figure(figsize=(7.5, 0.3 * len(shown) + 1.6))
     FigureCanvasAgg(fig)
@@ -225,6 +234,6 @@ def _plot(rows: list[dict[str, Any]], metric: str, path: Path) -> Path:
     ax.set_yticks(range(len(shown)), [r["name"] for r in shown], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} (mean, 95% CI; orange: best, grey hatched: chance rows)")
-    line = verdict(rows, metric)
+    line = verdict(rows, metric, lower)
     ax.set_title(line.replace("; ", "\n", 1).replace("; ", ";\n"), fontsize=7, loc="left")
     return save_figure(fig, path)

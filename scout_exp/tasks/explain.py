@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from scout_exp.attribution import attribution_class
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
 from scout_exp.data.faceparts import FaceParts
 from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
@@ -33,18 +34,19 @@ from scout_exp.explain.pairs import (
 from scout_exp.explain.predict import ExplainModule, ExplainSettings
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.explain.segments import AREA_FRACTIONS
-from scout_exp.explain.verification import BLACK_BOX, VerificationExplainer
+from scout_exp.explain.verification import VerificationExplainer
 from scout_exp.explain.verify_benchmark import triplet_summary
 from scout_exp.explain.verify_loop import VerifyModule
 from scout_exp.explain.writer import PRMeans, RecordWriter, iter_records, remove_record_files, write_explanations
 from scout_exp.io import save_json
 from scout_exp.manifest import run_manifest, stage
-from scout_exp.metrics import MetricSettings, check_metrics, summarise
-from scout_exp.metrics.stats import is_score
+from scout_exp.metrics import build_metrics, check_metrics, summarise
+from scout_exp.metrics.catalogue import is_figure_field, is_score, metrics_need, score_directions
 from scout_exp.mirror import mirror_run
 from scout_exp.models import get_classifier
 from scout_exp.report import write_run_report
-from scout_exp.tasks.recogniser import Recogniser, load_recogniser
+from scout_exp.tasks.recogniser import Recogniser
+from scout_exp.tasks.recogniser_loader import load_recogniser
 from scout_exp.training.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,6 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
     if cfg.segment.threshold is None and not 0 < cfg.segment.area_fraction <= 1:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
-    if mode == "scout" and cfg.attribution.method in BLACK_BOX:
-        raise UserError(f"attribution={cfg.attribution.method} explains similarity scores: use it with mode=verify")
     with stage("load"):
         recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
@@ -99,12 +99,12 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("align"):
         summary["align"] = cfg.align
     summary, figures, table, curve, items = _summarise(summary, iter_records(out), recogniser, mode)
-    described = f"{cfg.attribution.method} at {summary.get('layer')}, variant {cfg.get('variant')}"
+    at = f" at {summary['layer']}" if summary.get("layer") else ""  # a black-box method reads no layer
+    described = f"{cfg.attribution.method}{at}, variant {cfg.get('variant')}"
     figures += save_metric_figures(
         out / "figures",
         [{"image_1": i} for i in items],
-        summary.get("metrics", ()),
-        road_fractions=list(cfg.metric_options.road_fractions),
+        module.settings.metrics if isinstance(module, ExplainModule) else (),
         title=f"{described}; {summary['pairs']} pairs",
     )
     if curve:
@@ -144,13 +144,12 @@ def _scout_module(
     explainer = ScoutExplainer(
         recogniser.model,
         attribution=cfg.attribution.method,
-        target_layer=recogniser.layer(cfg.attribution.layer),
+        target_layer=_layer(cfg, recogniser.layer(cfg.attribution.layer)),
         head=recogniser.head,
         variant=cfg.variant,
         attribution_options=to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {},
     )
     settings = ExplainSettings(
-        out_dir=out,
         area_fraction=cfg.segment.area_fraction,
         threshold=cfg.segment.threshold,
         save_maps=cfg.save_maps,
@@ -158,11 +157,10 @@ def _scout_module(
         part_names=faceparts.part_names if faceparts is not None else None,
         class_names=recogniser.class_names,
         method=cfg.attribution.method,
-        metrics=_metrics(cfg, faceparts),
-        metric_settings=MetricSettings.from_options(
-            to_container(cfg.metric_options),
-            part_names=faceparts.part_names if faceparts is not None else (),
-            area_fraction=cfg.segment.area_fraction,
+        metrics=tuple(
+            build_metrics(
+                _metrics(cfg, faceparts), to_container(cfg.metric_options), area_fraction=cfg.segment.area_fraction
+            )
         ),
     )
     summary = {
@@ -173,7 +171,8 @@ def _scout_module(
         "layer": explainer.attribution.layer_name,
         "confidence": cfg.head.name,
         "variant": cfg.variant,
-        "metrics": list(settings.metrics),
+        "metrics": [m.name for m in settings.metrics],
+        "score_directions": score_directions(settings.metrics),
     }
     if recogniser.class_names is not None:
         summary["gallery"] = recogniser.class_names
@@ -187,10 +186,9 @@ def _verify_module(
     method (:mod:`scout_exp.explain.verification`)."""
     method = cfg.attribution.method
     options = to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {}
-    # a black-box method reads no layer: only an explicitly asked one counts (and is refused)
-    layer = cfg.attribution.layer if method in BLACK_BOX else cfg.attribution.layer or recogniser.target_layer
+    layer = _layer(cfg, cfg.attribution.layer or recogniser.target_layer)
     explainer = VerificationExplainer(recogniser.embedder, layer, method, **options)
-    module = VerifyModule(explainer, dataset, out, recogniser.same_person_distance, cfg.max_figures, cfg.save_maps)
+    module = VerifyModule(explainer, dataset, recogniser.same_person_distance, cfg.max_figures, cfg.save_maps)
     summary = {
         "status": "ok",
         "task": "explain",
@@ -200,6 +198,12 @@ def _verify_module(
         "layer": explainer.layer_name,
     }
     return module, summary
+
+
+def _layer(cfg: DictConfig, default: str | None) -> str | None:
+    """The layer to give the configured method: ``default`` when it reads a layer; for a black box
+    only an explicitly asked layer (which it refuses)."""
+    return default if attribution_class(cfg.attribution.method).reads_layer else cfg.attribution.layer
 
 
 def triplet_dataset(cfg: DictConfig, recogniser: Recogniser, preprocess: Preprocess) -> TripletDataset:
@@ -281,7 +285,7 @@ def _side(record: dict[str, Any]) -> dict[str, Any]:
 
 def _metric_values(item: dict[str, Any]) -> dict[str, Any]:
     """The metric fields of one image's record (what :func:`summarise` and the metric figures read)."""
-    return {k: v for k, v in item.items() if is_score(k) or k.endswith("_curve") or k in ("part_mass", "part_effects")}
+    return {k: v for k, v in item.items() if is_score(k) or is_figure_field(k)}
 
 
 def _metrics(cfg: DictConfig, faceparts: Any) -> tuple[str, ...]:
@@ -322,6 +326,6 @@ def select_pairs(cfg: DictConfig) -> tuple[PartAnnotated | None, list[Pair]]:
             f"for {cfg.data._target_} pass pairs=<csv>"
         )
     metrics = cfg.get("metrics") or ()
-    if "interventions" in ([metrics] if isinstance(metrics, str) else metrics):
+    if metrics_need([metrics] if isinstance(metrics, str) else list(metrics), "interventions"):
         require_counterfactuals(part_data, str(cfg.data._target_))
     return part_data, split_pairs(part_data, indices.tolist(), cfg.max_pairs)

@@ -27,6 +27,7 @@ from scout_exp.errors import UserError
 from scout_exp.evaluation.verification import eer, tar_at_far, verification_roc
 from scout_exp.io import save_figure
 from scout_exp.models import create_model
+from scout_exp.plotting import pyplot
 from scout_exp.training.module import ClassifierModule
 
 LOSSES = ("arcface", "cosface")
@@ -173,13 +174,13 @@ class MarginEmbedderModule(ClassifierModule):
     def final_metrics(self, trainer: pl.Trainer, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
         """Verification on the held-out identities' images of ``eval_split``: ROC figure, TAR@FAR, EER."""
         split = self.hparams.eval_split
-        if getattr(datamodule, "faceparts", None) is None:
+        part_data = datamodule.part_data
+        if part_data is None:
             raise UserError(
-                "a margin-softmax embedder measures verification on held-out FaceParts identities: use data=faceparts"
+                "a margin-softmax embedder measures verification on held-out identities of a part-annotated data "
+                "set: use data=faceparts"
             )
-        indices = [
-            int(i) for i in datamodule.splits[split] if datamodule.faceparts.identity_of(int(i)) >= self.num_train
-        ]
+        indices = [int(i) for i in datamodule.splits[split] if part_data.identity_of(int(i)) >= self.num_train]
         indices = indices[:MAX_FACES]
         if not indices:
             raise UserError(f"the {split} split holds no image of a held-out identity; raise data.{split}_fraction")
@@ -223,12 +224,7 @@ def all_pairs(embeddings: Tensor, labels: Tensor) -> tuple[np.ndarray, np.ndarra
 
 def save_roc_figure(path: Path, fpr: np.ndarray, tpr: np.ndarray, label: str) -> Path:
     """ROC (TAR against FAR, log FAR axis) of held-out verification pairs, with the chance diagonal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 3.2))
+    fig, ax = pyplot().subplots(figsize=(4, 3.2))
     ax.plot(np.clip(fpr, 1e-5, 1), tpr, label=label)
     grid = np.logspace(-5, 0, 50)
     ax.plot(grid, grid, "k:", label="chance")

@@ -42,6 +42,7 @@ class ClassifierModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
+        self.scheduler_name = scheduler
         self.model = create_model(model_name, num_classes=num_classes, **(model_kwargs or {}))
         self.optimizer_factory = optimizer
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -53,7 +54,8 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        # the loss; None is for subclasses that optimise manually (HardnessModule)
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
@@ -88,10 +90,10 @@ class ClassifierModule(pl.LightningModule):
 
     def schedule(self, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
         """Step-wise warm-up + cosine schedule of ``optimizer`` over the run; None for ``scheduler=none``."""
-        if self.hparams.scheduler == "none":
+        if self.scheduler_name == "none":
             return None
-        if self.hparams.scheduler != "cosine":
-            raise UserError(f"unknown scheduler {self.hparams.scheduler!r}; choose cosine or none")
+        if self.scheduler_name != "cosine":
+            raise UserError(f"unknown scheduler {self.scheduler_name!r}; choose cosine or none")
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total)), "interval": "step"}
 
