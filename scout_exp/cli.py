@@ -127,6 +127,7 @@ def check_scalar_types(config_name: str, cfg: DictConfig, overrides: list[str]) 
         if key.startswith(("+", "~")) or "=" not in override:
             continue
         default = OmegaConf.select(defaults, key, throw_on_resolution_failure=False)
+        expected: type | None
         if isinstance(default, bool) or not isinstance(default, (int, float)):
             expected = bool if isinstance(default, bool) else None
         else:
@@ -201,7 +202,8 @@ def _run_task(task: Task, cfg: DictConfig, output_dir: Path) -> float | None:
         sys.exit(err.exit_code)
     except (UserError, MissingMandatoryValue, OSError) as err:
         if isinstance(err, OSError) and err.errno not in _WRITE_ERRNOS:
-            return _crash(err, output_dir, multirun)
+            _crash(err, output_dir, multirun)
+            return None
         message = _user_message(err)
         _record_failure(output_dir, message)
         if multirun:
@@ -211,7 +213,8 @@ def _run_task(task: Task, cfg: DictConfig, output_dir: Path) -> float | None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
-        return _crash(err, output_dir, multirun)
+        _crash(err, output_dir, multirun)
+        return None
     metric = cfg.get("optimized_metric")
     value = summary.get(metric) if metric and summary else None
     # a NaN or missing metric marks the Optuna trial failed instead of crashing the sweep
@@ -252,9 +255,10 @@ def check_target_types(cfg: DictConfig) -> None:
         except Exception:  # a broken interpolation is reported where the value is used
             continue
         for name, value in values.items():  # type: ignore[union-attr]
-            hint = hints.get(str(name))
+            field = str(name)
+            hint = hints.get(field)
             if hint is not None and value != "???" and not _fits(value, hint):
-                raise UserError(f"{key}.{name}={value!r} is not {_describe(hint)}; fix the value on the command line")
+                raise UserError(f"{key}.{field}={value!r} is not {_describe(hint)}; fix the value on the command line")
 
 
 def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
@@ -263,10 +267,11 @@ def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
         node = cfg.get(key)
         if not isinstance(node, DictConfig):
             continue
+        name = str(key)
         if "_target_" in node:
-            nodes.append((str(key), node))
+            nodes.append((name, node))
         nodes += [
-            (f"{key}.{k}", v)
+            (f"{name}.{str(k)}", v)
             for k, v in node.items()
             if isinstance(v, DictConfig) and "_target_" in v and "_partial_" not in v
         ]
@@ -337,7 +342,8 @@ def _user_message(err: Exception) -> str:
 def _unknown_option(err: MissingConfigException) -> str:
     missing = err.missing_cfg_file or ""
     group, _, name = missing.rpartition("/")
-    options = err.options or []
+    # a leading underscore marks a shared base that option configs include (e.g. model/_face_embedder)
+    options = [o for o in err.options or [] if not o.startswith("_")]
     if group and options:
         hint = difflib.get_close_matches(name, options, n=1)
         maybe = f" (did you mean {hint[0]}?)" if hint else ""
@@ -348,7 +354,7 @@ def _unknown_option(err: MissingConfigException) -> str:
 def _unknown_key(cfg: DictConfig, full_key: str) -> str:
     parent, _, key = full_key.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
-    valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+    valid = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
     hint = difflib.get_close_matches(key, valid, n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     where = f"under {parent}" if parent else "at the top level"

@@ -42,11 +42,12 @@ def save_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> Path:
+def save_npz(path: str | os.PathLike[str], /, **arrays: np.ndarray) -> Path:
     """Write compressed arrays, atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            # numpy's default, named: else mypy matches the arrays against this bool option
+            np.savez_compressed(fh, allow_pickle=True, **arrays)
     return Path(path)
 
 

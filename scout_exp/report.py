@@ -281,8 +281,8 @@ def write_run_report(
             for f in side_fields[side]:
                 v = values.get(f)
                 if f == "class":
-                    counter = f" \u2192 {klass(values['counter_class'])}" if "counter_class" in values else ""
-                    cells.append(_td(_cell(v, klass(v) + counter)))
+                    arrow = f" \u2192 {klass(values['counter_class'])}" if "counter_class" in values else ""
+                    cells.append(_td(_cell(v, klass(v) + arrow)))
                     continue
                 tip = "; ".join(
                     f"{label}: {fmt(values[f'chance_{key}_{f}'])}"

@@ -12,7 +12,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scout_exp.errors import UserError
 
@@ -25,6 +25,8 @@ def iter_records(path: str | Path) -> Iterator[Any]:
     """Yield every protobuf ``Record`` stored in ``path``."""
     from wandb.proto import wandb_internal_pb2
 
+    # the generated module builds its message classes at import time: mypy sees no ``Record`` in it
+    pb2 = cast(Any, wandb_internal_pb2)
     data = Path(path).read_bytes()
     if data[:4] != b":W&B":
         raise UserError(f"{path} is not a W&B run file (no :W&B header)")
@@ -41,7 +43,7 @@ def iter_records(path: str | Path) -> Iterator[Any]:
             break
         pending = payload if kind in (_FULL, _FIRST) else pending + payload
         if kind in (_FULL, _LAST):
-            record = wandb_internal_pb2.Record()
+            record = pb2.Record()
             record.ParseFromString(pending)
             yield record
             pending = b""

@@ -20,7 +20,7 @@ TASK_GROUPS = ["experiment", "hparams_search"]
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("primary", sorted(GROUPS))
@@ -142,18 +142,32 @@ def test_hardness_trunk_has_one_default() -> None:
     assert check_overrides("train", ["objective=hardness"]).objective.trunk == "shared"
 
 
+def _required_model_inputs(option: str, tmp_path: Path) -> list[str]:
+    """What a model config leaves to the user (``???``): a module's class, an ONNX file."""
+    if option == "module":
+        return ["model.kwargs.net._target_=torchvision.models.resnet18"]
+    if option == "onnx":
+        from scout_exp.models import create_model
+        from tests.face_model_files import write_onnx
+
+        return [f"model.kwargs.weights={write_onnx(create_model('iresnet18', 8), tmp_path / 'm.onnx')}"]
+    return []
+
+
 @pytest.mark.parametrize("option", _options("model"))
-def test_every_model_instantiates_with_its_registered_facts(option: str) -> None:
+def test_every_model_instantiates_with_its_registered_facts(option: str, tmp_path: Path) -> None:
     """Each backbone config builds its model; its input spec and target layer come from the registration."""
     from omegaconf import OmegaConf
 
+    from scout_exp.config import instantiate
     from scout_exp.data.transforms import InputSpec
     from scout_exp.models import create_model, resolve_model_config
 
-    cfg = check_overrides("train", [f"model={option}"])
+    cfg = check_overrides("train", [f"model={option}", *_required_model_inputs(option, tmp_path)])
     model_cfg = resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     spec = InputSpec.from_config(model_cfg["input"])
     kwargs = {k: v for k, v in (model_cfg.get("kwargs") or {}).items() if k not in ("pretrained", "weights_dir")}
+    kwargs = {k: instantiate(v) if isinstance(v, dict) and "_target_" in v else v for k, v in kwargs.items()}
     model = create_model(model_cfg["name"], model_cfg.get("embedding") or 5, **kwargs)
     layer = model_cfg["target_layer"]
     assert layer is None or layer in dict(model.named_modules()), (option, layer)

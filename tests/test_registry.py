@@ -86,9 +86,9 @@ def test_unknown_plugin_names_list_the_valid_ones() -> None:
     from scout_exp.heads import create_head
     from scout_exp.zoo import get_entry
 
-    with pytest.raises(UserError, match="unknown model 'nope'; choose one of: casianet, .*resnet18"):
+    with pytest.raises(UserError, match="unknown model 'nope'; choose one of: adaface_ir101, .*iresnet50, .*resnet18"):
         create_model("nope", 3)
-    with pytest.raises(UserError, match="unknown attribution 'nope'; choose one of: gradcam.*captum:"):
+    with pytest.raises(UserError, match="unknown attribution 'nope'; choose one of: corrrise, .*gradcam.*captum:"):
         create_attribution("nope", nn.Conv2d(3, 3, 1))
     with pytest.raises(UserError, match="unknown confidence head 'nope'; choose one of: certainty"):
         create_head("nope")
@@ -101,8 +101,10 @@ def test_unknown_plugin_names_list_the_valid_ones() -> None:
 
 def test_backbone_facts_live_in_the_registration_not_the_yaml() -> None:
     """configs/model/*.yaml leave input and target_layer null; the registration supplies them."""
-    for path in sorted((CONFIG_DIR / "model").glob("*.yaml")):
-        cfg = OmegaConf.to_container(OmegaConf.load(path))
+    from scout_exp.cli import check_overrides
+
+    for path in sorted((CONFIG_DIR / "model").glob("[!_]*.yaml")):
+        cfg = OmegaConf.to_container(check_overrides("train", [f"model={path.stem}"]).model)
         assert cfg["target_layer"] is None and set(cfg["input"].values()) == {None}, path.name
         info = model_info(cfg["name"])
         resolved = resolve_model_config(cfg)

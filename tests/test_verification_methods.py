@@ -126,7 +126,9 @@ def test_bad_method_requests_are_one_line() -> None:
         VerificationExplainer(net, "feat", "rise")
     with pytest.raises(UserError, match="keep probability"):
         VerificationExplainer(net, None, "rise", keep=1.0)
-    with pytest.raises(UserError, match="use a black-box method: attribution=occlusion or attribution=rise"):
+    with pytest.raises(
+        UserError, match="use a black-box method: attribution=corrrise or attribution=occlusion or attribution=rise"
+    ):
         VerificationExplainer(lambda x: x.flatten(1), None, "gradcam")
 
 

@@ -1,6 +1,17 @@
 """Attribution maps: the fast layer engine, the built-in layer and black-box methods, third-party adapters."""
 
-from scout_exp.attribution import gradcam, gradcampp, gradxact, hirescam, layercam, occlusion, rise, xgradcam  # noqa: F401
+from scout_exp.attribution import (  # noqa: F401
+    corrrise,
+    fggb,
+    gradcam,
+    gradcampp,
+    gradxact,
+    hirescam,
+    layercam,
+    occlusion,
+    rise,
+    xgradcam,
+)
 from scout_exp.attribution.base import (
     BaseAttribution,
     LayerGradients,

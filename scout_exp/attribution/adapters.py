@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -174,7 +174,7 @@ class CaptumAttribution(BaseAttribution):
             )
             raise UserError(f"unknown Captum layer method {method!r}; choose one of: {', '.join(valid)}")
         self.name = f"captum:{method}"
-        self.method_class = cls
+        self.method_class: Callable[..., Any] = cls  # a Captum Layer* class, built per call
         self.attribute_kwargs = attribute_kwargs
 
     def __call__(self, x: Tensor, targets: TargetFn) -> Tensor:

@@ -39,6 +39,10 @@ class BlackBoxAttribution(BaseAttribution):
 
     uses_engine = False
     reads_layer = False
+    # BaseAttribution types these for a layer method; a black box calls any callable and reads no layer
+    model: Callable[[Tensor], Any]  # type: ignore[assignment]  # a Module or a plain function
+    layer_name: None  # type: ignore[assignment]  # no layer
+    layer: None  # type: ignore[assignment]  # no layer
     #: value of the hidden pixels, in the model's (normalised) input units; 0 is the mean colour
     baseline: float = 0.0
 

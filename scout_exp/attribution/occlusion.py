@@ -32,7 +32,7 @@ def _pair(value: int | Sequence[int], what: str) -> tuple[int, int]:
         )
     if min(pair) < 1:
         raise UserError(f"occlusion's {what} (attribution.kwargs.{what}) must be >= 1 pixel, got {value}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 @register_attribution("occlusion")

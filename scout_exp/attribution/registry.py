@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from scout_exp.attribution.adapters import CaptumAttribution, PgcAttribution, create_adapter
 from scout_exp.attribution.base import ATTRIBUTIONS, BaseAttribution
+from scout_exp.attribution.blackbox import BlackBoxAttribution
+from scout_exp.attribution.pairwise import PairAttribution
 from scout_exp.errors import UserError
 
 
@@ -24,8 +26,9 @@ def attribution_class(name: str) -> type[BaseAttribution]:
 
 
 def black_box_methods() -> list[str]:
-    """Names of the registered methods that read no layer (they only call the model)."""
-    return [name for name in ATTRIBUTIONS.names() if not ATTRIBUTIONS.lookup(name).reads_layer]
+    """Names of the registered black-box methods: they read no layer and take no gradient (they only
+    call the model; :class:`scout_exp.attribution.blackbox.BlackBoxAttribution`)."""
+    return [name for name in ATTRIBUTIONS.names() if issubclass(ATTRIBUTIONS.lookup(name), BlackBoxAttribution)]
 
 
 def create_attribution(
@@ -38,7 +41,7 @@ def create_attribution(
     name or option.
     """
     if name.startswith(("pgc:", "captum:")):
-        return create_adapter(name, model, target_layer, **kwargs)
+        return create_adapter(name, _layer_model(name, model), target_layer, **kwargs)
     cls = ATTRIBUTIONS.lookup(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "target_layer"}
     unknown = sorted(set(kwargs) - accepted)
@@ -47,4 +50,15 @@ def create_attribution(
             f"attribution {name} has no option {', '.join(unknown)}; "
             f"its options (attribution.kwargs.<option>): {', '.join(sorted(accepted)) or 'none'}"
         )
-    return cls(model, target_layer, **kwargs)
+    if issubclass(cls, (BlackBoxAttribution, PairAttribution)):  # they read no layer: any callable
+        return cls(model, target_layer, **kwargs)
+    return cls(_layer_model(name, model), target_layer, **kwargs)
+
+
+def _layer_model(name: str, model: nn.Module | Callable[[Tensor], Any]) -> nn.Module:
+    """``model`` for a method that reads one of its layers; UserError when it is a plain function."""
+    if not isinstance(model, nn.Module):
+        raise UserError(
+            f"attribution={name} reads a layer of the model, so it needs an nn.Module, not a plain function"
+        )
+    return model

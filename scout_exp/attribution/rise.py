@@ -12,7 +12,9 @@ RISE's mask-weighted mean of the score (its Eq. 6, Monte-Carlo form) with the me
 subtracted. The subtraction removes the constant ``s_bar E[M]/p`` that RISE's map carries
 everywhere, so the sign means something: ``S > 0`` where keeping the pixel raises the score,
 ``S < 0`` where it lowers it, and the map of ``-s`` is ``-S``. Applied to the cosine similarity
-of a pair it is the black-box similarity map of CorrRISE (Lu et al., WACV 2024; docs/verification.md).
+of a pair it is RISE on the similarity score (docs/verification.md); it is not CorrRISE (Lu et al.,
+WACV 2024), which ranks the scores and correlates them with patch masks
+(:mod:`scout_exp.attribution.corrrise`, ``attribution=corrrise``).
 """
 
 from __future__ import annotations

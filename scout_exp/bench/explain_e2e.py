@@ -44,14 +44,20 @@ from scout_exp.models import resolve_model_config
 from scout_exp.training.module import ClassifierModule
 
 SIZES = (100, 2000)
+
+
+def _config_file(name: str) -> dict[str, Any]:
+    """The mapping of ``configs/<name>`` as plain containers, interpolations unresolved."""
+    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / name))
+    if not isinstance(node, dict):
+        raise ValueError(f"configs/{name} holds no mapping")
+    return {str(k): v for k, v in node.items()}
+
+
 #: configs/data/faceparts.yaml with half of the images in the val split (2,500: room for 2,000 pairs)
-DATA = {
-    k: v
-    for k, v in OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / "faceparts.yaml")).items()
-    if k != "_target_"
-} | {"val_fraction": 0.5}
+DATA = {k: v for k, v in _config_file("data/faceparts.yaml").items() if k != "_target_"} | {"val_fraction": 0.5}
 #: resnet18's input spec (its registration, with configs/model/resnet18.yaml's overrides)
-INPUT = resolve_model_config(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "resnet18.yaml")))["input"]
+INPUT = resolve_model_config(_config_file("model/resnet18.yaml"))["input"]
 #: explain.py's default batch size (configs/explain.yaml)
 BATCH = int(OmegaConf.load(CONFIG_DIR / "explain.yaml").batch_size)
 #: each size runs this many times, explain.py and the engine alternately; the fastest of each counts
@@ -117,8 +123,8 @@ def _engine_alone(model: ClassifierModule, pairs: int) -> float:
     """Seconds of ScoutExplainer.explain over the same pairs and batches as explain.py makes."""
     datamodule = FacePartsDataModule(**DATA, input_spec=None)
     datamodule.setup()
-    chosen = split_pairs(datamodule.part_data, datamodule.splits["val"].tolist(), pairs)
-    dataset = PairDataset(chosen, Preprocess(InputSpec.from_config(INPUT)), datamodule.part_data)
+    chosen = split_pairs(datamodule.faceparts, datamodule.splits["val"].tolist(), pairs)
+    dataset = PairDataset(chosen, Preprocess(InputSpec.from_config(INPUT)), datamodule.faceparts)
     explainer = ScoutExplainer(model.model, "gradxact", "layer4", head="softmax")
     batches = list(DataLoader(dataset, batch_size=BATCH, shuffle=False))
     start = time.perf_counter()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,12 +25,19 @@ import torchvision
 from scout_exp.data.faceparts import FACE_PARTS, FaceParts
 from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.explain.evaluation import pr_curve
-from scout_exp.explain.pairs import split_pairs
+from scout_exp.explain.pairs import Pair, split_pairs
 from scout_exp.explain.scout import ScoutExplainer
 from scout_exp.metrics import build_metrics, margin_fn, metric_names, perturbation_curves, score_batch
 from scout_exp.metrics.options import PartOptions
 from scout_exp.metrics.parts import pr_curves
 from scout_exp.metrics.truth import part_truth
+
+
+def _ids(pair: Pair) -> tuple[int, int, int, int]:
+    """(image 1, image 2, class 1, class 2) of a pair of data set images; ValueError when one is missing."""
+    if pair.image_2 is None or pair.class_1 is None or pair.class_2 is None:
+        raise ValueError(f"pair {pair.name!r} lacks its second image or a class")
+    return int(pair.image_1), int(pair.image_2), pair.class_1, pair.class_2
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -54,11 +61,11 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.set_grad_enabled(True)
     fp = FaceParts(num_identities=20, images_per_identity=250)
-    chosen = split_pairs(fp, list(range(0, 400)), pairs)
+    chosen = [_ids(p) for p in split_pairs(fp, list(range(0, 400)), pairs)]
     preprocess = Preprocess(InputSpec(size=size))
-    x = torch.stack([preprocess(fp.render(int(i)).image) for p in chosen for i in (p.image_1, p.image_2)])
-    ya = torch.tensor([c for p in chosen for c in (p.class_1, p.class_2)])
-    yb = torch.tensor([c for p in chosen for c in (p.class_2, p.class_1)])
+    x = torch.stack([preprocess(fp.render(i).image) for i1, i2, _, _ in chosen for i in (i1, i2)])
+    ya = torch.tensor([c for _, _, c1, c2 in chosen for c in (c1, c2)])
+    yb = torch.tensor([c for _, _, c1, c2 in chosen for c in (c2, c1)])
     model = torchvision.models.resnet18(num_classes=20).eval()
     explainer = ScoutExplainer(
         model, attribution="gradxact", target_layer="layer4", head="softmax", variant="a_abar_as"
@@ -68,9 +75,9 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     e, t_explain = _timed(lambda: explainer.explain(x, ya, yb))
     explain_forwards = counter.images
     truths = [
-        part_truth(fp, int(i), int(c), (size, size), preprocess, interventions=True)
-        for p in chosen
-        for i, c in ((p.image_1, p.class_2), (p.image_2, p.class_1))
+        part_truth(fp, i, c, (size, size), preprocess, interventions=True)
+        for i1, i2, c1, c2 in chosen
+        for i, c in ((i1, c2), (i2, c1))
     ]
     kw = dict(
         images=x,
@@ -128,8 +135,9 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
         )
 
     def theirs() -> Any:
+        # quantus annotates perturb_baseline as str, but takes a number as the fill value too
         metric = quantus.PixelFlipping(
-            features_in_step=step, perturb_baseline=0.0, normalise=False, disable_warnings=True
+            features_in_step=step, perturb_baseline=cast(str, 0.0), normalise=False, disable_warnings=True
         )
         maps = torch.nn.functional.interpolate(ms[:, None], size=(size, size), mode="bilinear").expand(-1, 3, -1, -1)
         with warnings.catch_warnings():

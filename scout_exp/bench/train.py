@@ -45,7 +45,10 @@ def _prerendered(n: int, size: int) -> TensorDataset:
         num_identities=20, images_per_identity=-(-n // 20), image_size=max(size, 96), input_spec=InputSpec(size=size)
     )
     dm.setup()
-    xs, ys = zip(*(dm.dataset[i] for i in range(n)))
+    dataset = dm.dataset
+    if dataset is None:
+        raise RuntimeError("FacePartsDataModule.setup() built no dataset")
+    xs, ys = zip(*(dataset[i] for i in range(n)))
     return TensorDataset(torch.stack(xs), torch.tensor(ys))
 
 

@@ -1,16 +1,19 @@
-"""Benchmark: the cost of verification maps per method, the black-box RISE beside the gradient methods.
+"""Benchmark: the cost of verification maps per method, the black boxes and FGGB beside the gradient methods.
 
 On one batch of (probe, reference) pairs through an embedder (torchvision ResNet-18 with a
 128-d embedding layer, random weights), each method explains both images of every pair
 against the other (similar and different evidence): the engine's methods in one batched
-backward, the ``pgc:`` / ``captum:`` adapters running the third-party code, and RISE with
-``masks`` masked forwards per image. Reports the median wall and CPU time per pair and the ratio
-to one plain forward of the pair's two images.
+backward, the ``pgc:`` / ``captum:`` adapters running the third-party code, RISE and CorrRISE
+with ``masks`` masked forwards per image, and FGGB with one input gradient per embedding
+dimension (batched). Reports the median wall and CPU time per pair and the ratio to one plain
+forward of the pair's two images.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +21,18 @@ import torch
 from scout_exp.bench.explain import _median_times
 from scout_exp.explain.verification import VerificationExplainer
 
-METHODS = ("gradxact", "gradcam", "gradcampp", "pgc:GradCAM", "captum:LayerGradientXActivation", "rise")
+METHODS = (
+    "gradxact",
+    "gradcam",
+    "gradcampp",
+    "pgc:GradCAM",
+    "captum:LayerGradientXActivation",
+    "rise",
+    "corrrise",
+    "fggb",
+)
+#: methods that read no layer, and those of them that take ``masks``
+AT_INPUT, MASKED = ("rise", "corrrise", "fggb"), ("rise", "corrrise")
 
 
 def main(
@@ -32,7 +46,7 @@ def main(
     probe, reference = (torch.randn(batch, 3, size, size, device=device) for _ in range(2))
     explainers = {
         m: VerificationExplainer(
-            embedder, None if m == "rise" else "layer3", m, **({"masks": masks} if m == "rise" else {})
+            embedder, None if m in AT_INPUT else "layer3", m, **({"masks": masks} if m in MASKED else {})
         )
         for m in METHODS
     }
@@ -41,7 +55,10 @@ def main(
         with torch.no_grad():
             embedder(torch.cat([probe, reference]))
 
-    fns = {"forward": forward, **{m: (lambda e=e: e.explain(probe, reference)) for m, e in explainers.items()}}
+    fns: dict[str, Callable[[], Any]] = {
+        "forward": forward,
+        **{m: partial(e.explain, probe, reference) for m, e in explainers.items()},
+    }
     times = _median_times(fns, repeats)
     out: dict[str, Any] = {
         "device": device,

@@ -10,6 +10,8 @@ the left, mouth corner on the right. Templates (pixel coordinates in the output 
 * ``vggface2_224`` (VGGFace2 ResNet-50, docs/method.md section 3): the same mean face in a looser
   square (side 1.3 mean-face units, centre lifted to y = 0.45), matching SCOUT-Face's MTCNN box
   plus a 15 % margin (measured on the sample images: box width 1.0-1.2 units, centre y 0.44);
+* ``arcface112`` (IResNet, AdaFace, MobileFaceNet, face ViTs, insightface ONNX packs): the
+  standard 112x112 ArcFace five-point template itself;
 * ``casia110`` (CASIA-Net, 110 then a 96 crop, docs/method.md section 4): the standard ArcFace
   112x112 five-point template scaled to 110 (the exact template of the CASIA ``.dat`` files is
   not published; this is the usual framing for such crops).
@@ -73,6 +75,7 @@ TEMPLATES: dict[str, Template] = {
     "dlib150": Template(150, _mean_face_template(150, 1.5, (0.5, 0.5))),
     "vggface2_224": Template(224, _mean_face_template(224, 1.3, (0.5, 0.45))),
     "casia110": Template(110, ARCFACE_112 * (110.0 / 112.0)),
+    "arcface112": Template(112, ARCFACE_112),
 }
 
 

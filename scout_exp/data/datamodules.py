@@ -125,6 +125,8 @@ class FaceDataModule(pl.LightningDataModule):
         self.setup()
         if split not in self.splits:
             raise UserError(f"unknown split {split!r}; choose one of: {', '.join(self.splits)}")
+        if self.dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() built no dataset")
         return Subset(self.dataset, self.splits[split].tolist())
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

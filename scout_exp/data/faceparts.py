@@ -408,7 +408,7 @@ def _render(
         if u[base + 9] < 0.3:
             colour = SKIN_TONES[int(u[base + 6] * len(SKIN_TONES)) % len(SKIN_TONES)]
         else:
-            colour = tuple(int(v * 255) for v in u[base + 6 : base + 9])
+            colour = (int(u[base + 6] * 255), int(u[base + 7] * 255), int(u[base + 8] * 255))
         cv2.fillPoly(image, poly, colour, cv2.LINE_8, _SHIFT)
         cv2.fillPoly(parts, poly, OCCLUDER_LABEL, cv2.LINE_8, _SHIFT)
 

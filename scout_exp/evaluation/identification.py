@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from scout_exp.errors import UserError
 
+#: labels of the probes or of the gallery entries: a sequence, an array or a tensor
+Labels = Sequence[Any] | np.ndarray | torch.Tensor
 
-def _np(x: np.ndarray | torch.Tensor | Sequence) -> np.ndarray:
+
+def _np(x: Labels) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def match_ranks(similarity: np.ndarray | torch.Tensor, probe_labels: Sequence, gallery_labels: Sequence) -> np.ndarray:
+def match_ranks(similarity: np.ndarray | torch.Tensor, probe_labels: Labels, gallery_labels: Labels) -> np.ndarray:
     """Rank (1-based) of each probe's first correct gallery entry; 0 for probes with no mate.
 
     rank = 1 + the number of gallery entries of *other* subjects whose similarity is at least the
@@ -33,8 +37,8 @@ def match_ranks(similarity: np.ndarray | torch.Tensor, probe_labels: Sequence, g
 
 def cmc(
     similarity: np.ndarray | torch.Tensor,
-    probe_labels: Sequence,
-    gallery_labels: Sequence,
+    probe_labels: Labels,
+    gallery_labels: Labels,
     ranks: Sequence[int] = (1, 5),
 ) -> dict[int, float]:
     """Identification rate at each rank: the fraction of mated probes whose correct subject is

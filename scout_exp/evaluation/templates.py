@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def evaluate_templates(
     return result
 
 
-def load_ijba_split(root: str | os.PathLike[str], split: int) -> dict[str, object]:
+def load_ijba_split(root: str | os.PathLike[str], split: int) -> dict[str, Any]:
     """Protocol files of IJB-A split ``split`` under ``root`` (``verify/split{k}/verify_metadata_{k}.csv``,
     ``verify_comparisons_{k}.csv``, ``search/split{k}/search_gallery_{k}.csv``, ``search_probe_{k}.csv``),
     as keyword arguments for :func:`evaluate_templates`."""

@@ -90,7 +90,7 @@ def pr_curve(
     disc = list(discriminative)
     precision, recall = np.empty(len(fractions)), np.empty(len(fractions))
     for i, frac in enumerate(fractions):
-        seg = segment_by_area(amap, frac, size=size)  # type: ignore[arg-type]
+        seg = segment_by_area(amap, frac, size=size)
         precision[i], recall[i] = part_precision_recall(seg, part_map, part_names, disc, min_coverage)
     return precision, recall
 

@@ -134,7 +134,9 @@ def _warp(image: np.ndarray, matrix: np.ndarray | None, size: tuple[int, int]) -
 
 def has_gallery(gallery_cfg: Mapping[str, Any] | None) -> bool:
     """Whether the config enrols any identity (a folder or a non-empty ``identities`` mapping)."""
-    return bool(gallery_cfg) and bool(gallery_cfg.get("folder") or gallery_cfg.get("identities"))
+    if not gallery_cfg:
+        return False
+    return bool(gallery_cfg.get("folder") or gallery_cfg.get("identities"))
 
 
 def gallery_images(gallery_cfg: Mapping[str, Any]) -> dict[str, list[str]]:

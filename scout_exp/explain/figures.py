@@ -101,11 +101,19 @@ class Canvas:
         self.ax.text(x, y, s, **kw)
 
 
+def _limits(norm: Normalize) -> tuple[float, float]:
+    """(vmin, vmax) of a colour scale; ValueError when one is still unset."""
+    if norm.vmin is None or norm.vmax is None:
+        raise ValueError("a map's colour scale needs both vmin and vmax")
+    return norm.vmin, norm.vmax
+
+
 def blend(image: np.ndarray, m: np.ndarray, norm: Normalize, cmap: str, alpha: float = 0.8) -> np.ndarray:
     """(H, W, 3) float RGB: ``image`` (uint8) under the colour-mapped map ``m``, each pixel's colour
     at opacity ``alpha`` times its magnitude (|m| / the scale's largest |value|): 0 leaves the face."""
-    colours = _CMAPS[cmap](norm(m))[..., :3]
-    weight = alpha * np.clip(np.abs(m) / max(abs(norm.vmin), abs(norm.vmax)), 0, 1)[..., None]
+    colours = _CMAPS[cmap](norm(m))[..., :3]  # sets the scale's unset limits from ``m``
+    vmin, vmax = _limits(norm)
+    weight = alpha * np.clip(np.abs(m) / max(abs(vmin), abs(vmax)), 0, 1)[..., None]
     return (1 - weight) * (image[..., :3] / 255.0) + weight * colours
 
 
@@ -122,12 +130,13 @@ def draw_map(
     returns whether the map is 0 everywhere. ``scale``: (norm, colour map) instead of :func:`map_norm`'s."""
     norm, cmap = scale or map_norm(m)
     canvas.image(blend(image, m, norm, cmap), left, top, _PANEL, _PANEL, gid)
+    vmin, vmax = _limits(norm)
     x = left + _PANEL + 0.03
-    strip = np.linspace(norm.vmax, norm.vmin, 64)[:, None]
+    strip = np.linspace(vmax, vmin, 64)[:, None]
     canvas.image(_CMAPS[cmap](norm(strip)), x, top, _CBAR, _PANEL, gid=f"colorbar:{gid.split(':', 1)[1]}")
-    ticks = (norm.vmax, 0.0, norm.vmin) if norm.vmin < 0 else (norm.vmax, 0.0)
+    ticks = (vmax, 0.0, vmin) if vmin < 0 else (vmax, 0.0)
     for v in ticks:
-        y = top + _PANEL * (norm.vmax - v) / (norm.vmax - norm.vmin)
+        y = top + _PANEL * (vmax - v) / (vmax - vmin)
         canvas.text(x + _CBAR + 0.02, y, f"{v:.2g}", fontsize=5, va="center", ha="left")
     return not np.any(m)
 

@@ -71,7 +71,7 @@ class PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         pair = self.pairs[i]
-        item = {
+        item: dict[str, Any] = {
             "has_2": pair.image_2 is not None,
             "class_1": NO_CLASS if pair.class_1 is None else int(pair.class_1),
             "class_2": NO_CLASS if pair.class_2 is None else int(pair.class_2),

@@ -110,12 +110,12 @@ class ScoutExplainer:
                 lg = layer_gradients(self.model, self.attribution.layer, x, self._score)
                 conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
                 conf = lg.targets[:, 0]
-        if not shared_conf:
+        if self.predictor is not None:  # not shared_conf: a separate confidence predictor
             lg = layer_gradients(self.predictor, self.predictor_layer, x, self.head.score)
             conf_map = confidence_map(lg.activations, lg.gradients)[:, 0]
             conf = lg.targets[:, 0]
         if conf_map.shape[-2:] != class_maps.shape[-2:]:
-            conf_map = upsample(conf_map, tuple(class_maps.shape[-2:]))
+            conf_map = upsample(conf_map, (class_maps.shape[-2], class_maps.shape[-1]))
         class_map, counter_map = class_maps[:, 0], class_maps[:, 1]
         variants = {v: discriminant_map(class_map, counter_map, conf_map, v) for v in VARIANTS}
         return Explanation(
@@ -143,6 +143,8 @@ class ScoutExplainer:
         """
         if x.shape[0] != x_counter.shape[0]:
             raise UserError(f"x and x_counter must hold as many images, got {x.shape[0]} and {x_counter.shape[0]}")
+        ys: Tensor | int
+        yc: Tensor | int
         if y_star is None or y_counter is None:
             with torch.no_grad(), frozen_eval(self.model):
                 logits = self.logits_fn(self.model(x))

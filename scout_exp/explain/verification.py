@@ -13,8 +13,11 @@ For gradient x activation (SCOUT Eq. 10, kept signed here) the map of ``-q`` is 
 dissimilarity maps of xSSAB-style explanations); for the CAM family they are the CAMs of the two
 scores; for a black-box method (:mod:`scout_exp.attribution.blackbox`: RISE, occlusion) the maps
 of ``q`` and ``-q`` from one set of masked copies, e.g. the positive and negative parts of the
-mean-centred RISE map. Built-in layer methods run as two targets of one batched backward
-(:mod:`scout_exp.attribution.base`); ``pgc:`` and ``captum:`` adapters run the third-party code.
+mean-centred RISE map, or of the CorrRISE rank-correlation map. Built-in layer methods run as two
+targets of one batched backward (:mod:`scout_exp.attribution.base`); ``pgc:`` and ``captum:``
+adapters run the third-party code. A pair method (:mod:`scout_exp.attribution.pairwise`: FGGB)
+needs more than the cosine: it is handed the partner embeddings and returns its similar and
+different evidence itself (FGGB's similarity and dissimilarity maps).
 
 A side whose evidence mass is below :data:`DEGENERATE_MASS` is *degenerate*: there is nothing to
 share out (e.g. a photo verified against itself sits at the maximum of the cosine, where every
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 
 from scout_exp.attribution import attribution_class, create_attribution
 from scout_exp.attribution.base import upsample
+from scout_exp.attribution.pairwise import PairAttribution
 from scout_exp.attribution.registry import black_box_methods
 from scout_exp.errors import UserError
 from scout_exp.modes import frozen_eval
@@ -75,6 +79,8 @@ class VerificationExplainer:
     options the method asks for in verification (its ``verification_options``, e.g. signed
     gradient x activation). A black-box method (``reads_layer`` False) accepts any callable
     ``embedder`` and refuses a layer; a layer method refuses a plain function (one-line UserErrors).
+    A pair method (FGGB) reads no layer either but differentiates the embedder at its input: any
+    differentiable callable works, and one that gives no gradient is a one-line UserError.
     """
 
     def __init__(
@@ -139,7 +145,10 @@ class VerificationExplainer:
             q = (F.normalize(out.double(), dim=1) * partner[rows]).sum(dim=1)
             return torch.stack([q, -q], dim=1)
 
-        maps = self.method(x, targets).float()
+        if isinstance(self.method, PairAttribution):
+            maps = self.method.explain_pair(x, partner).float()
+        else:
+            maps = self.method(x, targets).float()
         similar, different = maps[:, 0].clamp(min=0), maps[:, 1].clamp(min=0)
         return VerificationExplanation(
             cosine=(unit[:batch] * unit[batch:]).sum(dim=1).float(),

@@ -159,6 +159,8 @@ class EvalCollector:
         locations, deviations, spread = aggregate_peaks(points, weight)
         metrics["peak_spread_d"] = spread
         metrics["peak_filters"] = float((weight.sum(dim=0) > 0).sum())
+        if self.image_sum is None:
+            raise ValueError("no test image was added: nothing to evaluate")
         face = mean_face((self.image_sum / self.count).unsqueeze(0))
         h, w = self.peak_frame
         if face.shape[:2] != (h, w):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -33,6 +33,7 @@ from scout_exp.interp.evaluate import EvalCollector, log_peak_figure
 from scout_exp.interp.losses import InterpLossWeights, interp_total_loss
 from scout_exp.interp.occlusion import REFERENCE_LANDMARKS_110, occlude_parts, occlude_with_landmarks
 from scout_exp.models import get_classifier
+from scout_exp.models.casianet import InterpOutput
 from scout_exp.training.module import ClassifierModule
 
 VARIANTS: dict[str, InterpLossWeights] = {
@@ -44,6 +45,18 @@ VARIANTS: dict[str, InterpLossWeights] = {
 
 OCCLUSION_MODES = ("auto", "parts", "landmarks")
 DEFAULT_PARTS = ("left_eye", "right_eye", "left_brow", "right_brow", "nose", "mouth")
+
+
+@runtime_checkable
+class InterpNetwork(Protocol):
+    """What the interpretable losses use of the network (as ``casianet_interp``'s ``CasiaNetInterp`` has it)."""
+
+    @property
+    def filter_weight(self) -> torch.Tensor: ...
+
+    def forward_maps(self, x: torch.Tensor) -> InterpOutput: ...
+
+    def classify(self, feature: torch.Tensor) -> torch.Tensor: ...
 
 
 class InterpFRModule(ClassifierModule):
@@ -111,6 +124,16 @@ class InterpFRModule(ClassifierModule):
             load_weights(self, init_from)
 
     @property
+    def network(self) -> InterpNetwork:
+        """``model`` as an interpretable network; UserError when it lacks part of that interface."""
+        if not isinstance(self.model, InterpNetwork):
+            raise UserError(
+                f"objective=interp needs an interpretable model such as model=casianet_interp, got "
+                f"{type(self.model).__name__} (no forward_maps, classify or filter_weight)"
+            )
+        return self.model
+
+    @property
     def needs_occlusion(self) -> bool:
         """Whether the loss has an occluded-image term."""
         w = self.loss_weights
@@ -129,7 +152,7 @@ class InterpFRModule(ClassifierModule):
         drives the random draws (the part, or the rectangle's position for landmark occlusion).
         """
         x = batch[0]
-        mode = self.hparams.occlusion
+        mode = self.hparams["occlusion"]
         if mode == "auto":
             mode = "parts" if len(batch) >= 4 else "landmarks"
         if mode == "parts":
@@ -155,16 +178,17 @@ class InterpFRModule(ClassifierModule):
                 "this data module is an evaluation protocol without training labels; "
                 "use train=false test=true ckpt_path=..."
             )
-        clean = self.model.forward_maps(x)
-        occluded = self.model.forward_maps(self.occlude(batch)[0]) if self.needs_occlusion else None
+        network = self.network
+        clean = network.forward_maps(x)
+        occluded = network.forward_maps(self.occlude(batch)[0]) if self.needs_occlusion else None
         loss, terms = interp_total_loss(
             clean,
             y,
-            conv_weight=self.model.filter_weight if self.loss_weights.filter else None,
+            conv_weight=network.filter_weight if self.loss_weights.filter else None,
             occluded=occluded,
-            classify=self.model.classify,
+            classify=network.classify,
             weights=self.loss_weights,
-            n_invariant=self.hparams.n_invariant,
+            n_invariant=self.hparams["n_invariant"],
         )
         self.train_acc(clean.logits, y)
         self.log("train_loss", loss, prog_bar=True)
@@ -187,13 +211,13 @@ class InterpFRModule(ClassifierModule):
         self.log(f"{stage}_acc", metric, prog_bar=True, on_step=False, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
-        frame = self.hparams.peak_frame
-        self.collector = EvalCollector(peak_frame=(frame, frame), sign=self.hparams.peak_sign)
+        frame = self.hparams["peak_frame"]
+        self.collector = EvalCollector(peak_frame=(frame, frame), sign=self.hparams["peak_sign"])
 
     def test_step(self, batch: Sequence[Any], batch_idx: int) -> None:
         assert self.collector is not None
         x, y = batch[0], batch[1]
-        out = self.model.forward_maps(x)
+        out = self.network.forward_maps(x)
         self._log_accuracy(out.logits, y, "test")
         landmarks = batch[2] if len(batch) >= 3 else None
         occluded_logits = None
@@ -210,10 +234,10 @@ class InterpFRModule(ClassifierModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         protocol = getattr(datamodule, "evaluate_features", None)
         results = self.collector.compute(
-            fars=self.hparams.fars,
-            ranks=self.hparams.ranks,
+            fars=self.hparams["fars"],
+            ranks=self.hparams["ranks"],
             protocol=protocol,
-            align=self.hparams.align_peaks,
+            align=self.hparams["align_peaks"],
         )
         for key, value in results["metrics"].items():
             self.log(f"test_{key}", float(value))
@@ -224,10 +248,10 @@ class InterpFRModule(ClassifierModule):
         """After a test stage: save and log the peak-location figure; the metrics for summary.json."""
         if not self.test_results:
             return {}
-        title = f"{self.hparams.variant}: d = {self.test_results['metrics']['peak_spread_d']:.1f}"
+        title = f"{self.hparams['variant']}: d = {self.test_results['metrics']['peak_spread_d']:.1f}"
         path = log_peak_figure(self.test_results, Path(out_dir) / "figures" / "peaks.png", title, trainer.loggers)
         return {
-            "variant": self.hparams.variant,
+            "variant": self.hparams["variant"],
             **{f"test_{k}": float(v) for k, v in self.test_results["metrics"].items()},
             "peak_figure": str(path),
         }

@@ -13,10 +13,14 @@ transform per image, which needs no triangulation file and is exact for aligned 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from scout_exp.errors import UserError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 REFERENCE_LANDMARKS_110 = torch.tensor(
     [
@@ -131,8 +135,9 @@ def occluder_masks(
     kind = kind or ("similarity" if lm.shape[1] == 5 else "affine")
     to_ref = fit_transform(lm, ref, kind)
     h, w = image_size
-    grid = {"dtype": torch.float64, "device": lm.device}
-    vv, uu = torch.meshgrid(torch.arange(h, **grid) + 0.5, torch.arange(w, **grid) + 0.5, indexing="ij")
+    rows = torch.arange(h, dtype=torch.float64, device=lm.device) + 0.5
+    cols = torch.arange(w, dtype=torch.float64, device=lm.device) + 0.5
+    vv, uu = torch.meshgrid(rows, cols, indexing="ij")
     centres = torch.stack([uu.reshape(-1), vv.reshape(-1)], dim=-1).expand(lm.shape[0], -1, -1)
     p = apply_transform(to_ref, centres)
     x0, y0 = position
@@ -162,7 +167,8 @@ def occlude_with_landmarks(
             f"and {tuple(landmarks.shape)}"
         )
     position = position if position is not None else random_occluder_position(generator)
-    masks = occluder_masks(landmarks, tuple(images.shape[-2:]), position, size, reference, kind).to(images.device)
+    image_size = (images.shape[-2], images.shape[-1])
+    masks = occluder_masks(landmarks, image_size, position, size, reference, kind).to(images.device)
     return images.masked_fill(masks.unsqueeze(1), fill), masks
 
 
@@ -172,6 +178,11 @@ def _span(any_mask: torch.Tensor) -> torch.Tensor:
     after_first = as_int.cummax(dim=-1).values.bool()
     before_last = as_int.flip(-1).cummax(dim=-1).values.flip(-1).bool()
     return after_first & before_last
+
+
+def _one_list_per_image(parts: Sequence[int] | Sequence[Sequence[int]]) -> TypeIs[Sequence[Sequence[int]]]:
+    """Whether ``parts`` holds a list of part ids per image (else one list of ids for the whole batch)."""
+    return bool(parts) and isinstance(parts[0], (list, tuple))
 
 
 def occlude_parts(
@@ -194,7 +205,7 @@ def occlude_parts(
     if mode not in ("bbox", "mask"):
         raise UserError(f"unknown part occlusion mode {mode!r}; use 'bbox' or 'mask'")
     b = images.shape[0]
-    per_image = [list(p) for p in parts] if parts and isinstance(parts[0], (list, tuple)) else [list(parts)] * b
+    per_image = [list(p) for p in parts] if _one_list_per_image(parts) else [list(parts)] * b
     if len(per_image) != b:
         raise UserError(f"got {len(per_image)} part lists for {b} images")
     masks = torch.zeros(part_maps.shape, dtype=torch.bool, device=part_maps.device)

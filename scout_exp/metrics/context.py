@@ -85,14 +85,14 @@ class BatchContext:
         """(draws, B, h, w) uniform random maps at the maps' resolution, from a generator seeded ``seed``."""
         return self.cached(
             ("chance", draws, seed),
-            lambda: random_maps(self.batch, tuple(self.maps.shape[-2:]), draws, torch.Generator().manual_seed(seed)),
+            lambda: random_maps(
+                self.batch, (self.maps.shape[-2], self.maps.shape[-1]), draws, torch.Generator().manual_seed(seed)
+            ),
         )
 
     def centre_prior(self, centre: tuple[float, float], sigma: float) -> Tensor:
         """(B, H, W) the centre prior (:func:`scout_exp.metrics.chance.centre_prior`) at the images' size."""
-        return self.cached(
-            ("centre", tuple(centre), sigma), lambda: centre_prior(self.batch, self.size, tuple(centre), sigma)
-        )
+        return self.cached(("centre", tuple(centre), sigma), lambda: centre_prior(self.batch, self.size, centre, sigma))
 
     def part_curves(
         self, area_fraction: float, fractions: Sequence[float], min_coverage: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -68,7 +69,9 @@ class RiseMetric(CurveMetric):
         score_fn, images = ctx.require("score_fn"), ctx.images
         base = baseline_images(images, getattr(o, f"{self.mode}_baseline"))
         ends = torch.stack([ctx.image_scores(o.batch_size), batch_scores(score_fn, base, o.batch_size)], 1)
-        kw = dict(mode=self.mode, baseline=base, steps=o.steps, batch_size=o.batch_size, ends=ends)
-        curves, auc = perturbation_curves(score_fn, images, ctx.maps, **kw)
-        chance = {k: perturbation_curves(score_fn, images, m, **kw) for k, m in ctx.curve_chance_maps(o).items()}
+        curve = partial(
+            perturbation_curves, mode=self.mode, baseline=base, steps=o.steps, batch_size=o.batch_size, ends=ends
+        )
+        curves, auc = curve(score_fn, images, ctx.maps)
+        chance = {k: curve(score_fn, images, m) for k, m in ctx.curve_chance_maps(o).items()}
         return self.curve_records(curves, auc, chance)

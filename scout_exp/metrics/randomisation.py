@@ -16,6 +16,7 @@ here the output-side blocks of a network (7 for a ResNet instead of 41 layers).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,6 +24,20 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from scout_exp.errors import UserError
+
+
+@runtime_checkable
+class _Resettable(Protocol):
+    """A layer that re-initialises its own parameters (``nn.Linear``, ``nn.Conv2d``, ...)."""
+
+    def reset_parameters(self) -> None: ...
+
+
+@runtime_checkable
+class _HasRunningStats(Protocol):
+    """A normalisation layer with running statistics (``nn.BatchNorm2d``, ...)."""
+
+    def reset_running_stats(self) -> None: ...
 
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -86,9 +101,9 @@ def cascading_randomisation(
             for name, module in found:
                 torch.manual_seed(seed)  # re-seeded for every block, as quantus' MPRT does (with seed + 1)
                 for sub in module.modules():
-                    if hasattr(sub, "reset_parameters"):
+                    if isinstance(sub, _Resettable):
                         sub.reset_parameters()
-                    if hasattr(sub, "reset_running_stats"):
+                    if isinstance(sub, _HasRunningStats):
                         sub.reset_running_stats()
                 maps = explain_fn(x).detach()
                 names.append(name)

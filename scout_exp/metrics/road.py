@@ -18,6 +18,9 @@ the whole protocol against ``quantus.ROAD``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -48,8 +51,12 @@ def noisy_linear_imputation(
     if flat.all(1).any():
         raise UserError("noisy_linear_imputation: an image has every pixel removed; keep at least one")
     arrays = images.detach().cpu().double().numpy()
+    # quantus annotates ``indices`` as a sequence or a tuple of arrays; it indexes a mask with them, so an array works
     filled = np.stack(
-        [solve(arr=a, indices=np.flatnonzero(m), noise=0.0) if m.any() else a for a, m in zip(arrays, flat)]
+        [
+            solve(arr=a, indices=cast(Sequence[int], np.flatnonzero(m)), noise=0.0) if m.any() else a
+            for a, m in zip(arrays, flat)
+        ]
     )
     eps = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return torch.where(gone, torch.from_numpy(filled).to(images) + noise * eps, images)

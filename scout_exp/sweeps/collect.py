@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import yaml
@@ -274,6 +274,8 @@ def plot_metric(results: Results, path: Path) -> Path:
     from matplotlib.figure import Figure
 
     metric = results.metric
+    if metric is None:
+        raise ValueError("plot_metric needs results with a metric")
     labels = [setting_label(row, results.varying) for row in results.rows]
     values = [float(v) if _is_number(v := row.get(metric)) else math.nan for row in results.rows]
     fig = Figure(figsize=(8, 1.5 + 0.4 * len(labels)))
@@ -311,11 +313,12 @@ def plot_metric(results: Results, path: Path) -> Path:
 
 def best_row(results: Results) -> dict[str, Value] | None:
     """The job with the best finite value of the metric (first of ties); None when no job has one."""
-    scored = [row for row in results.rows if _is_number(row.get(results.metric))] if results.metric else []
-    if not scored:
+    metric = results.metric
+    scored = [row for row in results.rows if _is_number(row.get(metric))] if metric else []
+    if not metric or not scored:
         return None
     pick = max if results.goal == "max" else min
-    return pick(scored, key=lambda row: float(row[results.metric]))  # type: ignore[arg-type]
+    return pick(scored, key=lambda row: float(row[metric]))  # type: ignore[arg-type]
 
 
 def setting_label(row: dict[str, Value], keys: list[str]) -> str:
@@ -351,7 +354,7 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

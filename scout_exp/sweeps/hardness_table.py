@@ -61,8 +61,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for measure in MEASURES:
             values = _values(runs, f"{measure}_{score}")
             row[f"{measure}_mean"], row[f"{measure}_sd"] = _mean_sd(values)
-            intervals = [run.get(f"{measure}_{score}_ci") for run in runs]
-            intervals = np.array([ci for ci in intervals if ci is not None], dtype=np.float64).reshape(-1, 2)
+            reported = [run.get(f"{measure}_{score}_ci") for run in runs]
+            intervals = np.array([ci for ci in reported if ci is not None], dtype=np.float64).reshape(-1, 2)
             row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = (
                 (float(intervals[:, 0].mean()), float(intervals[:, 1].mean())) if len(intervals) else (None, None)
             )

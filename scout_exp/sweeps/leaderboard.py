@@ -95,7 +95,7 @@ def leaderboard(
                 }
             )
     for key, label in chance_labels(metric).items():  # the chance maps of the metric ranked by
-        by_layer = {}
+        by_layer: dict[str, dict[str, Any]] = {}
         for s in summaries:
             name = f"chance: {label}" + (f" ({s.get('layer')})" if key == "random" else "")
             if name not in by_layer and _cell(s, f"chance_{key}_{metric}") is not None:

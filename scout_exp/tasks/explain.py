@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from scout_exp.attribution import attribution_class
+from scout_exp.attribution.pairwise import PairAttribution
 from scout_exp.config import instantiate, instantiate_group, output_dir, save_resolved_config, to_container
 from scout_exp.data.faceparts import FaceParts
 from scout_exp.data.faceparts_triplets import TripletDataset, make_triplets
@@ -65,8 +66,7 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     save_resolved_config(cfg, out / "config_resolved.yaml")
     torch.manual_seed(cfg.seed)
     mode = cfg.get("mode", "scout")
-    if mode not in MODES:
-        raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    _check_mode(cfg, mode)
     if cfg.segment.threshold is None and not 0 < cfg.segment.area_fraction <= 1:
         raise UserError(f"segment.area_fraction must be in (0, 1], got {cfg.segment.area_fraction} (10% is 0.1)")
     with stage("load"):
@@ -134,6 +134,18 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     mirror_run(loggers, summary, config, images, table_rows, html={"report": str(report)})
     log.info("explanations: %s; report: %s", out / "explanations.json", report)
     return summary
+
+
+def _check_mode(cfg: DictConfig, mode: str) -> None:
+    """UserError for an unknown mode, and for a verification-only method (FGGB) outside ``mode=verify``."""
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    method = cfg.attribution.method
+    if mode != "verify" and issubclass(attribution_class(method), PairAttribution):
+        raise UserError(
+            f"attribution={method} explains face verification pairs only: use mode=verify (it needs both "
+            "embeddings of a pair, not one score)"
+        )
 
 
 def _scout_module(

@@ -133,6 +133,8 @@ class ExactResume(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         np_state = np.random.get_state()
+        if not isinstance(np_state, tuple):  # a dict when np.random.set_bit_generator gave it another generator
+            raise RuntimeError("numpy's global random generator is not MT19937: its state cannot be saved")
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "numpy": {

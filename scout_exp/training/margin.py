@@ -173,7 +173,7 @@ class MarginEmbedderModule(ClassifierModule):
     @torch.no_grad()
     def final_metrics(self, trainer: pl.Trainer, datamodule: Any, out_dir: str | Path) -> dict[str, Any]:
         """Verification on the held-out identities' images of ``eval_split``: ROC figure, TAR@FAR, EER."""
-        split = self.hparams.eval_split
+        split = self.hparams["eval_split"]
         part_data = datamodule.part_data
         if part_data is None:
             raise UserError(
@@ -197,9 +197,9 @@ class MarginEmbedderModule(ClassifierModule):
                 f"the {split} split holds no two images of one held-out identity; raise data.images_per_identity "
                 f"or data.{split}_fraction"
             )
-        fars = [float(f) for f in self.hparams.fars]
+        fars = [float(f) for f in self.hparams["fars"]]
         fpr, tpr, _ = verification_roc(scores, same)
-        figure = save_roc_figure(Path(out_dir) / "figures" / "verification_roc.png", fpr, tpr, self.hparams.loss)
+        figure = save_roc_figure(Path(out_dir) / "figures" / "verification_roc.png", fpr, tpr, self.hparams["loss"])
         return {
             "verification": {
                 "split": split,

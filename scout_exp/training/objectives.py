@@ -48,6 +48,8 @@ def load_trained(path: str | Path) -> tuple[pl.LightningModule, str]:
         cls = hydra.utils.get_class(target)
     except Exception:
         raise UserError(f"{path} was written by {target}, which this version of scout_exp lacks") from None
+    if not issubclass(cls, pl.LightningModule):
+        raise UserError(f"{path} names objective class {target!r}, which is not a LightningModule")
     hparams: dict[str, Any] = ckpt.get("hyper_parameters") or {}
     cleared = {k: None for k in getattr(cls, "INIT_KEYS", ()) if hparams.get(k)}
     try:

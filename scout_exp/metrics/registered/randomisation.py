@@ -37,7 +37,9 @@ class Randomisation(Metric):
             ctx.require("model"), ctx.require("explain_fn"), ctx.images, seed=o.seed
         )
         return [
-            {f"randomisation_spearman_{n}": round_score(rho[i, j]) for j, n in enumerate(blocks)}
-            | {f"randomisation_abs_spearman_{n}": round_score(rho_abs[i, j]) for j, n in enumerate(blocks)}
+            {
+                **{f"randomisation_spearman_{n}": round_score(rho[i, j]) for j, n in enumerate(blocks)},
+                **{f"randomisation_abs_spearman_{n}": round_score(rho_abs[i, j]) for j, n in enumerate(blocks)},
+            }
             for i in range(ctx.batch)
         ]

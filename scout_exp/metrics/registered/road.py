@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from scout_exp.errors import UserError
 from scout_exp.metrics.base import Curve, register_metric
@@ -55,7 +56,9 @@ class Road(CurveMetric):
         o = self.options
         assert isinstance(o, Road.Options)
         score_fn, images = ctx.require("score_fn"), ctx.images
-        kw = dict(fractions=tuple(o.road_fractions), noise=o.road_noise, seed=o.seed, batch_size=o.batch_size)
-        curves, auc = road_curves(score_fn, images, ctx.maps, **kw)
-        chance = {k: road_curves(score_fn, images, m, **kw) for k, m in ctx.curve_chance_maps(o).items()}
+        curve = partial(
+            road_curves, fractions=tuple(o.road_fractions), noise=o.road_noise, seed=o.seed, batch_size=o.batch_size
+        )
+        curves, auc = curve(score_fn, images, ctx.maps)
+        chance = {k: curve(score_fn, images, m) for k, m in ctx.curve_chance_maps(o).items()}
         return self.curve_records(curves, auc, chance)
