@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from scout_exp.metrics import build_metrics, metric_names, score_batch
+from scout_exp.metrics import BatchContext, build_metrics, metric_names, score_batch
 from scout_exp.metrics.catalogue import chance_labels, is_score, metric_classes, score_direction
 from scout_exp.sweeps.__main__ import main as sweeps_main
 from scout_exp.sweeps.collect import default_goal
@@ -64,7 +64,7 @@ def test_metrics_do_not_depend_on_their_order() -> None:
 
 def test_score_batch_refuses_a_metric_without_its_inputs() -> None:
     with pytest.raises(ValueError, match="needs part_maps"):
-        score_batch(build_metrics(["parts"], {}), images=torch.rand(1, 3, 8, 8), maps=torch.rand(1, 2, 2))
+        score_batch(build_metrics(["parts"], {}), BatchContext(images=torch.rand(1, 3, 8, 8), maps=torch.rand(1, 2, 2)))
 
 
 PLUGIN = '''

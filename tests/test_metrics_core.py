@@ -12,7 +12,15 @@ from torch import nn
 from scout_exp.errors import UserError
 from scout_exp.explain.evaluation import part_precision_recall
 from scout_exp.explain.segments import AREA_FRACTIONS, segment_by_area
-from scout_exp.metrics import build_metrics, check_metrics, margin_fn, metric_names, perturbation_curves, score_batch
+from scout_exp.metrics import (
+    BatchContext,
+    build_metrics,
+    check_metrics,
+    margin_fn,
+    metric_names,
+    perturbation_curves,
+    score_batch,
+)
 from scout_exp.metrics.chance import centre_prior
 from scout_exp.metrics.parts import part_mass, pr_curves, segment_precision_recall, top_pixels
 from scout_exp.metrics.perturbation import baseline_images, batch_scores
@@ -107,14 +115,16 @@ def _scores(
     options = dict(area_fraction=0.25, steps=8, deletion_baseline="zero", insertion_baseline="zero") | (options or {})
     return score_batch(
         build_metrics(metrics, options),
-        images=x,
-        maps=maps,
-        part_names=NAMES,
-        score_fn=score,
-        part_maps=pm,
-        discriminative=disc,
-        switched=switched,
-        **kw,
+        BatchContext(
+            images=x,
+            maps=maps,
+            part_names=NAMES,
+            score_fn=score,
+            part_maps=pm,
+            discriminative=disc,
+            switched=switched,
+            **kw,
+        ),
     )
 
 

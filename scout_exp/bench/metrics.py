@@ -27,7 +27,7 @@ from scout_exp.data.transforms import InputSpec, Preprocess
 from scout_exp.explain.evaluation import pr_curve
 from scout_exp.explain.pairs import Pair, split_pairs
 from scout_exp.explain.scout import ScoutExplainer
-from scout_exp.metrics import build_metrics, margin_fn, metric_names, perturbation_curves, score_batch
+from scout_exp.metrics import BatchContext, build_metrics, margin_fn, metric_names, perturbation_curves, score_batch
 from scout_exp.metrics.options import PartOptions
 from scout_exp.metrics.parts import pr_curves
 from scout_exp.metrics.truth import part_truth
@@ -100,7 +100,7 @@ def main(pairs: int = 8, size: int = 112) -> dict[str, Any]:
     metrics = metric_names()
     for metric in metrics:
         counter.images = 0
-        _, t = _timed(lambda m=metric: score_batch(build_metrics([m], {}), **kw))
+        _, t = _timed(lambda m=metric: score_batch(build_metrics([m], {}), BatchContext(**kw)))
         result[f"{metric}_pairs_per_s"] = round(pairs / t, 2)
         result[f"{metric}_time_over_explain"] = round(t / t_explain, 2)
         result[f"{metric}_forwards_per_image"] = round(counter.images / len(x), 2)

@@ -26,7 +26,7 @@ from scout_exp.explain.scout import Explanation, ScoutExplainer, default_classes
 from scout_exp.explain.segments import segment_by_area, segment_by_threshold
 from scout_exp.explain.writer import Prediction
 from scout_exp.io import save_npz
-from scout_exp.metrics import Metric, margin_fn, score_batch
+from scout_exp.metrics import BatchContext, Metric, margin_fn, score_batch
 from scout_exp.metrics.truth import PartTruth, part_truth
 from scout_exp.modes import frozen_eval
 
@@ -124,15 +124,17 @@ class ExplainModule(pl.LightningModule):
         order = range(len(x))
         return score_batch(
             metrics,
-            images=x.detach(),
-            maps=e.discriminant,
-            part_names=self.settings.part_names or (),
-            score_fn=margin_fn(lambda z: self.explainer.logits_fn(self.model(z)), e.y_star, e.y_counter),
-            part_maps=torch.stack([truths[r].part_map for r in order]) if truths else None,
-            discriminative=torch.stack([truths[r].discriminative for r in order]) if truths else None,
-            switched=[truths[r].switched for r in order] if truths else None,
-            model=self.model,
-            explain_fn=lambda z: self.explainer.explain(z, e.y_star, e.y_counter).discriminant,
+            BatchContext(
+                images=x.detach(),
+                maps=e.discriminant,
+                part_names=self.settings.part_names or (),
+                score_fn=margin_fn(lambda z: self.explainer.logits_fn(self.model(z)), e.y_star, e.y_counter),
+                part_maps=torch.stack([truths[r].part_map for r in order]) if truths else None,
+                discriminative=torch.stack([truths[r].discriminative for r in order]) if truths else None,
+                switched=[truths[r].switched for r in order] if truths else None,
+                model=self.model,
+                explain_fn=lambda z: self.explainer.explain(z, e.y_star, e.y_counter).discriminant,
+            ),
         )
 
     @torch.no_grad()

@@ -4,44 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from scout_exp.metrics.base import Metric
 from scout_exp.metrics.context import BatchContext
 from scout_exp.metrics.perturbation import ScoreFn
 
 
-def score_batch(
-    metrics: Sequence[Metric],
-    *,
-    images: Tensor,
-    maps: Tensor,
-    score_fn: ScoreFn | None = None,
-    part_maps: Tensor | None = None,
-    discriminative: Tensor | None = None,
-    part_names: Sequence[str] = (),
-    switched: Sequence[dict[int, Tensor]] | None = None,
-    model: nn.Module | None = None,
-    explain_fn: Callable[[Tensor], Tensor] | None = None,
-) -> list[dict[str, object]]:
+def score_batch(metrics: Sequence[Metric], ctx: BatchContext) -> list[dict[str, object]]:
     """Per-image metric records (JSON-ready) for a batch; chance rows are keys ``chance_*``.
 
-    ``metrics``: built metrics (:func:`scout_exp.metrics.build_metrics`). The inputs are those of
-    :class:`scout_exp.metrics.context.BatchContext` (shapes there); a metric needing one that is
+    ``metrics``: built metrics (:func:`scout_exp.metrics.build_metrics`). ``ctx`` holds the batch's inputs
+    (:class:`scout_exp.metrics.context.BatchContext`, shapes there); a metric needing one that is
     missing raises ValueError. ``score_fn`` for SCOUT is :func:`margin_fn`. What several metrics
     compute alike (chance maps, PR curves, the images' scores) is computed once.
     """
-    ctx = BatchContext(
-        images=images,
-        maps=maps,
-        score_fn=score_fn,
-        part_maps=part_maps,
-        discriminative=discriminative,
-        part_names=part_names,
-        switched=switched,
-        model=model,
-        explain_fn=explain_fn,
-    )
     out: list[dict[str, object]] = [{} for _ in range(ctx.batch)]
     for metric in metrics:
         for record, update in zip(out, metric.score(ctx), strict=True):
