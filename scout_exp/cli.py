@@ -38,6 +38,7 @@ from scout_exp.errors import Interrupted, UserError
 from scout_exp.io import save_json
 from scout_exp.manifest import reset as reset_manifest
 from scout_exp.manifest import save_manifest
+from scout_exp.mirror import finish_runs
 from scout_exp.plugins import import_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,13 +181,18 @@ def check_overrides(config_name: str, overrides: list[str], hydra_node: bool = F
 def run_task(task: Task, cfg: DictConfig) -> float | None:
     """Run ``task``; record a failure in summary.json and, in a multirun, go on to the next job.
 
-    Whatever the outcome, the run folder gets its ``manifest.json`` (:mod:`scout_exp.manifest`).
+    Whatever the outcome, the run folder gets its ``manifest.json`` (:mod:`scout_exp.manifest`) and
+    the W&B run the task opened is finished.
     """
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     reset_manifest()
+    exit_code = 1
     try:
-        return _run_task(task, cfg, output_dir)
+        value = _run_task(task, cfg, output_dir)
+        exit_code = 0
+        return value
     finally:
+        finish_runs(exit_code)  # the next job of a multirun starts its own W&B run
         with contextlib.suppress(OSError):  # an unwritable folder was already reported
             save_manifest(output_dir)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,3 +43,16 @@ def mirror_run(
             import wandb
 
             logger.log_metrics({key: wandb.Html(path, inject=False) for key, path in html.items()})
+
+
+def finish_runs(exit_code: int) -> None:
+    """Close the W&B run a task opened (``wandb.finish``), with ``exit_code`` 0 for success.
+
+    Lightning's ``WandbLogger`` leaves its run open at the end of ``fit`` and, when a run is still
+    open, *attaches* to it instead of starting one. The next job of a Hydra multirun (the basic
+    launcher runs jobs one after another in one process) would log into the previous job's run
+    and, once W&B is torn down, fail. Nothing happens when W&B was never imported or no run is open.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)

@@ -57,6 +57,20 @@ def test_training_run_leaves_a_full_record(tmp_path: Path, monkeypatch: pytest.M
     assert any("train_loss" in row for row in record["history"])
 
 
+def test_multirun_jobs_each_log_their_own_wandb_run(tmp_path: Path) -> None:
+    # Hydra's basic launcher runs the jobs in one process: the second must not attach to the first's run
+    result = run_entry("train.py", *TINY, "logger=wandb", "seed=1,2", "-m", cwd=tmp_path)
+    _ok(result)
+    seeds = {}
+    for job in sorted((tmp_path / "train" / "multiruns").glob("*/*/")):
+        (offline,) = (job / "wandb").glob("offline-run-*")
+        record = read_offline_run(offline)
+        summary = json.loads((job / "summary.json").read_text())
+        assert record["summary"]["val_acc"] == pytest.approx(summary["val_acc"])
+        seeds[record["config"]["seed"]] = offline.name
+    assert sorted(seeds) == [1, 2] and len(set(seeds.values())) == 2
+
+
 def test_resume_continues_from_checkpoint(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
