@@ -35,6 +35,7 @@ test: $(STAMP)
 	-$(BIN)/python -m scout_exp.zoo fetch face_descriptor  # optional: enables the real-face parity tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:

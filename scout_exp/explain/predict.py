@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from scout_exp.attribution.base import upsample, zero_degenerate
+from scout_exp.errors import UserError
 from scout_exp.explain.evaluation import part_iou
 from scout_exp.explain.figures import save_pair_figure
 from scout_exp.explain.pairs import NO_CLASS, PairDataset
@@ -65,7 +66,7 @@ class ExplainModule(pl.LightningModule):
         c1, c2 = self._default_classes(x1, x2, has_2, batch["class_1"].clone(), batch["class_2"].clone())
         x = torch.cat([x1, x2[has_2]])
         explained = self.explainer.explain(x, torch.cat([c1, c2[has_2]]), torch.cat([c2, c1[has_2]]))
-        size = tuple(x.shape[-2:])
+        size = (int(x.shape[-2]), int(x.shape[-1]))
         indices = [int(i) for i in batch["index"]]
         maps = {
             "class_map": explained.class_map,
@@ -99,15 +100,18 @@ class ExplainModule(pl.LightningModule):
         self, x: Tensor, e: Explanation, indices: list[int], rows: list[list[int]], batch: dict[str, Any]
     ) -> dict[int, PartTruth]:
         """Part ground truth (``dataset.part_data``) of every image (row of ``x``) against its counter class."""
+        part_data = self.dataset.part_data
+        if part_data is None:
+            raise UserError("part ground truth needs a part-annotated data set (split=val, not images=[...])")
         truths = {}
         for b, (index, rs) in enumerate(zip(indices, rows)):
             pair = self.dataset.pairs[index]
             for side, r in enumerate(rs):
                 truths[r] = part_truth(
-                    self.dataset.part_data,
-                    int(pair.image_1 if side == 0 else pair.image_2),
+                    part_data,
+                    cast(int, pair.image_1 if side == 0 else pair.image_2),  # a split's pairs hold indices
                     int(e.y_counter[r]),
-                    tuple(x.shape[-2:]),
+                    (int(x.shape[-2]), int(x.shape[-1])),
                     self.dataset.preprocess,
                     interventions=self.settings.needs("interventions"),
                     part_map=batch[f"parts_{side + 1}"][b].cpu().numpy(),
@@ -193,7 +197,7 @@ class ExplainModule(pl.LightningModule):
             ys, yc = int(e.y_star[row]), int(e.y_counter[row])
             degenerate = bool(no_evidence[row])
             seg = np.zeros_like(segments[row].numpy()) if degenerate else segments[row].numpy()
-            item = {
+            item: dict[str, Any] = {
                 "class": ys,
                 "counter_class": yc,
                 "prob_class": float(e.probs[row, ys]),

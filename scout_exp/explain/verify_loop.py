@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from scout_exp.data.faceparts_triplets import TripletDataset
 from scout_exp.errors import UserError
+from scout_exp.explain.pairs import PairDataset
 from scout_exp.explain.verification import VerificationExplainer, embedder_device, image_size_maps, pair_record
 from scout_exp.explain.verification_figures import save_verification_figure
 from scout_exp.explain.verify_benchmark import explain_triplets
@@ -96,7 +97,7 @@ def explain_pairs(
 class _OneBatch(Dataset):
     """A collated predict batch seen as a dataset of its items (``pairs`` / ``triplets`` stay the full lists)."""
 
-    def __init__(self, dataset: Dataset, batch: dict[str, Any]) -> None:
+    def __init__(self, dataset: PairDataset | TripletDataset, batch: dict[str, Any]) -> None:
         self.preprocess, self.batch = dataset.preprocess, batch
         self.pairs = getattr(dataset, "pairs", None)
         self.triplets = getattr(dataset, "triplets", None)
@@ -114,7 +115,7 @@ class VerifyModule(pl.LightningModule):
     def __init__(
         self,
         explainer: VerificationExplainer,
-        dataset: Dataset,
+        dataset: PairDataset | TripletDataset,
         threshold: float | None,
         max_figures: int,
         save_maps: bool,
@@ -128,7 +129,9 @@ class VerifyModule(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[Prediction]:
         view = _OneBatch(self.dataset, batch)
-        settings = {"batch_size": len(view), "max_figures": self.max_figures, "save_maps": self.save_maps}
+        figures, maps = self.max_figures, self.save_maps
         if isinstance(self.dataset, TripletDataset):
-            return explain_triplets(self.explainer, view, **settings)
-        return explain_pairs(self.explainer, view, threshold=self.threshold, **settings)
+            return explain_triplets(self.explainer, view, batch_size=len(view), max_figures=figures, save_maps=maps)
+        return explain_pairs(
+            self.explainer, view, self.threshold, batch_size=len(view), max_figures=figures, save_maps=maps
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ LABELS = {"softmax": "softmax $s^s$", "certainty": "certainty $s^c$", "easiness"
 
 def save_risk_coverage_figure(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
-    metrics: dict[str, float | int | None],
+    metrics: Mapping[str, Any],
     path: str | Path,
     title: str = "",
 ) -> Path:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.hydra_config import HydraConfig
+from torch import nn
 
 from scout_exp.data.transforms import InputSpec
 from scout_exp.errors import UserError
@@ -34,10 +35,11 @@ def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) 
         facts = resolve_model_config({"name": network, "input": spec_cfg, "target_layer": target_layer})
         target_layer, spec_cfg = facts["target_layer"], facts["input"]
     spec = InputSpec.from_config(spec_cfg)
-    if hasattr(module, "unseen_identities"):
+    model = cast(nn.Module, module.model).eval()  # every objective's module holds its network as .model
+    unseen_identities = getattr(module, "unseen_identities", None)  # a face embedder's module has it
+    if unseen_identities is not None:
         if head.needs_training():
             raise UserError(f"{head.needs_training()}; {path} holds a face embedder")
-        model = module.model.eval()
         return Recogniser(
             model,
             head,
@@ -46,10 +48,10 @@ def from_checkpoint(path: Path, head: ConfidenceHead, layer: str | None = None) 
             str(path),
             embedder=model,
             network=network,
-            unseen_identities=module.unseen_identities(),
+            unseen_identities=unseen_identities(),
         )
     head.attach(module, layer or target_layer)
-    return Recogniser(module.model.eval(), head, spec, target_layer, str(path), network=network)
+    return Recogniser(model, head, spec, target_layer, str(path), network=network)
 
 
 def warn_other_network(configured: str, network: str | None, checkpoint: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from scout_exp.attribution import attribution_class
 from scout_exp.attribution.pairwise import PairAttribution
@@ -72,15 +72,18 @@ def explain(cfg: DictConfig) -> dict[str, Any]:
     with stage("load"):
         recogniser = load_recogniser(cfg)
     preprocess = Preprocess(recogniser.input_spec)
+    module: ExplainModule | VerifyModule
+    dataset: PairDataset | TripletDataset
     if mode == "verify" and cfg.get("pairs") == "triplets":
-        dataset: Dataset = triplet_dataset(cfg, recogniser, preprocess)
+        dataset = triplet_dataset(cfg, recogniser, preprocess)
+        module, summary = _verify_module(cfg, recogniser, dataset, out)
     else:
         faceparts, pairs = select_pairs(cfg)
         dataset = PairDataset(pairs, preprocess, part_data=faceparts, align=cfg.get("align"))
-    if mode == "verify":
-        module, summary = _verify_module(cfg, recogniser, dataset, out)
-    else:
-        module, summary = _scout_module(cfg, recogniser, dataset, faceparts, out)
+        if mode == "verify":
+            module, summary = _verify_module(cfg, recogniser, dataset, out)
+        else:
+            module, summary = _scout_module(cfg, recogniser, dataset, faceparts, out)
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(
         cfg.trainer,
@@ -192,13 +195,15 @@ def _scout_module(
 
 
 def _verify_module(
-    cfg: DictConfig, recogniser: Recogniser, dataset: Dataset, out: Path
+    cfg: DictConfig, recogniser: Recogniser, dataset: PairDataset | TripletDataset, out: Path
 ) -> tuple[VerifyModule, dict[str, Any]]:
     """``mode=verify``: similar/different evidence maps of every pair or triplet, with any attribution
     method (:mod:`scout_exp.explain.verification`)."""
     method = cfg.attribution.method
     options = to_container(cfg.attribution.kwargs) if cfg.attribution.get("kwargs") else {}
     layer = _layer(cfg, cfg.attribution.layer or recogniser.target_layer)
+    if recogniser.embedder is None:  # load_recogniser gives every mode=verify recogniser one
+        raise UserError(f"mode=verify needs a face embedder; {recogniser.source} has none")
     explainer = VerificationExplainer(recogniser.embedder, layer, method, **options)
     module = VerifyModule(explainer, dataset, recogniser.same_person_distance, cfg.max_figures, cfg.save_maps)
     summary = {

@@ -83,7 +83,7 @@ def newest_checkpoint(train_dir: Path, cfg: DictConfig) -> Path | None:
         if json.loads(summary.read_text() or "{}").get("status") != "ok":  # a crashed run keeps its last.ckpt
             continue
         other = OmegaConf.load(resolved)
-        same = (
+        same = isinstance(other, DictConfig) and (
             other.model.name == cfg.model.name
             and other.get("objective", {}).get("name") == cfg.objective.name
             and other.data.get("_target_") == cfg.data.get("_target_")

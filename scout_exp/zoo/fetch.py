@@ -123,13 +123,13 @@ def _extract_members(entry: ZooEntry, archive: Path, dest: Path) -> None:
             by_name = {PurePosixPath(m.name).as_posix(): m for m in members}
             raw = dest / ".raw"
             for wanted, expected in entry.files.items():
-                member = by_name.get(wanted)
-                if member is None or not member.isfile():
+                found = by_name.get(wanted)
+                if found is None or not found.isfile():
                     raise UserError(f"tarball {archive} lacks {wanted}; is it {entry.npm_spec}?")
                 if hasattr(tarfile, "data_filter"):
-                    tar.extract(member, raw, filter="data")
+                    tar.extract(found, raw, filter="data")
                 else:
-                    tar.extract(member, raw)
+                    tar.extract(found, raw)
                 extracted = raw / wanted
                 if sha256_file(extracted) != expected:
                     raise UserError(
